@@ -1,0 +1,1 @@
+//! mixminus-control (placeholder, being written).

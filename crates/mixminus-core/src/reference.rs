@@ -1,0 +1,78 @@
+//! The naive reference mixer: what the mix must equal, computed the obvious way.
+//!
+//! Every listener loops over every source and checks the relationship of each pair, as
+//! FreeSWITCH's mod_conference does once relationships exist: O(N² + N·T·F) per tick. It is
+//! the oracle for the property tests and the baseline in the benchmarks; never use it to mix.
+
+use std::collections::HashMap;
+
+use crate::{Gain, ParticipantId, Relationship};
+
+/// One participant as the reference sees it.
+#[derive(Debug, Clone)]
+pub struct NaiveParticipant {
+    /// Its id.
+    pub id: ParticipantId,
+    /// Not muted.
+    pub can_speak: bool,
+    /// Not deaf.
+    pub can_hear: bool,
+    /// Mixed this tick (talking and sent a frame); decided by the caller.
+    pub active: bool,
+    /// Gain on what it says.
+    pub input_gain: Gain,
+    /// Gain on what it hears.
+    pub output_gain: Gain,
+    /// Its frame this tick.
+    pub frame: Vec<i16>,
+}
+
+/// The reference mixer.
+#[derive(Debug, Clone, Default)]
+pub struct NaiveMixer {
+    /// Everyone in the conference.
+    pub participants: Vec<NaiveParticipant>,
+    /// Directed records `(P, O) → value`.
+    pub relationships: HashMap<(ParticipantId, ParticipantId), Relationship>,
+    outputs: Vec<Vec<i16>>,
+}
+
+impl NaiveMixer {
+    /// Mixes every listener's output from scratch.
+    pub fn mix(&mut self) {
+        let frame_len = self.participants.first().map_or(0, |p| p.frame.len());
+        self.outputs.resize_with(self.participants.len(), Vec::new);
+        let mut acc = vec![0i32; frame_len];
+        for (o, listener) in self.participants.iter().enumerate() {
+            acc.fill(0);
+            for source in &self.participants {
+                if self.hears(listener, source) {
+                    for (a, &s) in acc.iter_mut().zip(&source.frame) {
+                        *a += source.input_gain.scale_sample(s);
+                    }
+                }
+            }
+            let out = &mut self.outputs[o];
+            out.clear();
+            out.extend(acc.iter().map(|&a| listener.output_gain.apply_and_clamp(a)));
+        }
+    }
+
+    /// Listener `index`'s output of the last [`NaiveMixer::mix`].
+    pub fn output(&self, index: usize) -> &[i16] {
+        &self.outputs[index]
+    }
+
+    /// DESIGN.md's rule: `o` hears `s` exactly when all of these hold.
+    fn hears(&self, o: &NaiveParticipant, s: &NaiveParticipant) -> bool {
+        let rel = |p: ParticipantId, q: ParticipantId| {
+            self.relationships.get(&(p, q)).copied().unwrap_or_default()
+        };
+        s.id != o.id
+            && o.can_hear
+            && s.can_speak
+            && s.active
+            && !rel(o.id, s.id).deaf
+            && !rel(s.id, o.id).mute
+    }
+}

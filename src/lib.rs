@@ -1,0 +1,2 @@
+//! mixminus facade.
+pub use mixminus_core as core;
