@@ -1,0 +1,1 @@
+//! mixminus-rtp (placeholder, being written).
