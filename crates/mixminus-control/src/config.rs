@@ -1,0 +1,298 @@
+//! The server's configuration: TOML, read with serde; the binary's flags override it.
+//!
+//! ```toml
+//! listen = "0.0.0.0:8000"         # HTTP API (default 127.0.0.1:8000)
+//! rtp_bind = "192.0.2.10"         # RTP sockets (default 127.0.0.1)
+//! rtp_ports = "20000-29999"       # even port RTP, odd port above RTCP
+//! node = "mixminus@edge1"         # `node` in every response
+//! max_body_bytes = 65536          # larger request bodies get 413
+//! max_conferences = 1000          # more creations get 409
+//! inactivity_timeout_secs = 60    # silent legs are removed; 0 = never
+//!
+//! [[tokens]]
+//! token = "a-long-random-secret"
+//! accounts = "all"                # or a list of account ids
+//!
+//! [[tokens]]
+//! token = "another-secret"
+//! accounts = ["4fd2c8a1b4d5e6f708192a3b4c5d6e7f"]
+//!
+//! [logging]
+//! filter = "info,mixminus_rtp=warn"   # tracing-subscriber EnvFilter syntax; RUST_LOG wins
+//! ```
+//!
+//! `Debug` never prints a token.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+
+/// Everything `mixminus serve` is configured by.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Config {
+    /// HTTP API address.
+    pub listen: SocketAddr,
+    /// Address the RTP sockets bind to.
+    pub rtp_bind: IpAddr,
+    /// RTP port range, inclusive.
+    pub rtp_ports: PortRange,
+    /// `node` in every response.
+    pub node: String,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+    /// Most conferences at once.
+    pub max_conferences: usize,
+    /// Seconds after which a leg that sends nothing is removed; 0 = never.
+    pub inactivity_timeout_secs: u64,
+    /// API tokens and the accounts each grants.
+    pub tokens: Vec<TokenConfig>,
+    /// Log settings.
+    pub logging: LoggingConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8000),
+            rtp_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            rtp_ports: PortRange { low: 20_000, high: 29_999 },
+            node: "mixminus".into(),
+            max_body_bytes: 64 * 1024,
+            max_conferences: 1_000,
+            inactivity_timeout_secs: 60,
+            tokens: Vec::new(),
+            logging: LoggingConfig::default(),
+        }
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has a wrong or unknown key.
+    #[error("config: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value is out of range; the message names the key.
+    #[error("config: {0}")]
+    Invalid(&'static str),
+}
+
+impl Config {
+    /// Parses and checks a TOML configuration.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and checks a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Io { path: path.display().to_string(), source })?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks what types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.rtp_ports.low == 0 || self.rtp_ports.high < self.rtp_ports.low.saturating_add(1) {
+            return Err(ConfigError::Invalid("rtp_ports must be LO-HI with 0 < LO < HI"));
+        }
+        if self.max_body_bytes < 1024 || self.max_body_bytes > 16 * 1024 * 1024 {
+            return Err(ConfigError::Invalid("max_body_bytes must be 1024..=16777216"));
+        }
+        if self.max_conferences == 0 {
+            return Err(ConfigError::Invalid("max_conferences must be at least 1"));
+        }
+        if self.node.is_empty() || self.node.len() > 128 {
+            return Err(ConfigError::Invalid("node must be 1..=128 characters"));
+        }
+        if self.tokens.iter().any(|t| t.token.expose().is_empty()) {
+            return Err(ConfigError::Invalid("tokens.token must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+/// An inclusive port range, written `"LO-HI"` (or `[LO, HI]` in TOML).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// Lowest port.
+    pub low: u16,
+    /// Highest port.
+    pub high: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const WANT: &str = "a port range is LO-HI, e.g. 20000-29999";
+        let (low, high) = s.split_once('-').ok_or(WANT)?;
+        let low: u16 = low.trim().parse().map_err(|_| WANT)?;
+        let high: u16 = high.trim().parse().map_err(|_| WANT)?;
+        if low == 0 || high <= low {
+            return Err(WANT);
+        }
+        Ok(Self { low, high })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.low, self.high)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Pair([u16; 2]),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+            Raw::Pair([low, high]) => Ok(PortRange { low, high }),
+        }
+    }
+}
+
+/// One API token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The secret, as sent in `X-Auth-Token`.
+    pub token: Secret,
+    /// The accounts it grants: `"all"` (or `"*"`) or a list of account ids.
+    pub accounts: AccountScope,
+}
+
+/// The accounts a token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccountScope {
+    /// Every account.
+    All,
+    /// These accounts only.
+    Only(Vec<String>),
+}
+
+impl AccountScope {
+    /// Whether `account` is granted.
+    pub fn grants(&self, account: &str) -> bool {
+        match self {
+            AccountScope::All => true,
+            AccountScope::Only(ids) => ids.iter().any(|id| id == account),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AccountScope {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            List(Vec<String>),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Word(w) if w == "all" || w == "*" => Ok(AccountScope::All),
+            Raw::Word(_) => {
+                Err(serde::de::Error::custom("accounts must be \"all\" or a list of account ids"))
+            }
+            Raw::List(ids) => Ok(AccountScope::Only(ids)),
+        }
+    }
+}
+
+/// A secret string whose `Debug` and `Display` show `***`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself; only for comparing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Log settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub filter: String,
+    /// Colours in the output.
+    pub ansi: bool,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { filter: "info".into(), ansi: false }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let text = r#"
+            listen = "0.0.0.0:8000"
+            rtp_bind = "127.0.0.1"
+            rtp_ports = "30000-30099"
+            [[tokens]]
+            token = "s3cret-token"
+            accounts = "all"
+            [[tokens]]
+            token = "other"
+            accounts = ["acc1"]
+            [logging]
+            filter = "debug"
+        "#;
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.rtp_ports, PortRange { low: 30_000, high: 30_099 });
+        assert_eq!(c.tokens[0].accounts, AccountScope::All);
+        assert!(c.tokens[1].accounts.grants("acc1"));
+        assert!(!c.tokens[1].accounts.grants("acc2"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn refuses_bad_values() {
+        assert!(Config::from_toml("rtp_ports = \"5-4\"").is_err());
+        assert!(Config::from_toml("nonsense = 1").is_err());
+        assert!(Config::from_toml("[[tokens]]\ntoken = \"\"\naccounts = \"all\"").is_err());
+        assert!(Config::from_toml("[[tokens]]\ntoken = \"x\"\naccounts = \"some\"").is_err());
+        assert!("20000-29999".parse::<PortRange>().is_ok());
+        assert!("20000".parse::<PortRange>().is_err());
+    }
+}

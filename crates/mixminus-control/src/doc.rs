@@ -1,0 +1,452 @@
+//! The Kazoo conference document, parsed into typed values.
+//!
+//! Accepted exactly as Kazoo's `conferences` schema accepts it (the tests check that against
+//! the schema itself): known keys are typed and checked, unknown keys are kept as given
+//! (Kazoo stores them too, e.g. `ui_metadata`), and keys starting with `_` or `pvt_` are
+//! dropped (Kazoo's private and read-only fields, like the `_read_only` a client may send
+//! back). Defaults are Kazoo's: `member.join_muted` **true**, `moderator.join_muted` false,
+//! `join_deaf` false, `play_name` false; tones on when unset.
+//!
+//! mixminus reads these keys of `profile` (FreeSWITCH conference profile parameters, as
+//! Kazoo names them) and ignores, but keeps, any other:
+//!
+//! | key | type | range | default | drives |
+//! |---|---|---|---|---|
+//! | `rate` | integer | 8000, 16000, 24000, 48000 | 48000 | mixing rate |
+//! | `interval` | integer | 10, 20, 40, 60 | 20 | frame, ms |
+//! | `energy-level` | integer | 0..=32768 | 100 | talk threshold (mean \|sample\|), 0 = gate off |
+//! | `max-members` | integer | 0..=16000 | none | member limit (0 = none) |
+//! | `comfort-noise` | boolean or integer 0..=10000 | | false | kept; not generated yet |
+//! | `enter-sound`, `exit-sound` | string | | | kept; the generated tone plays |
+//! | `max-active-speakers` (mixminus) | integer | 0..=64 | 0 (all) | mix only the N loudest |
+//!
+//! Extensions and deliberate differences from Kazoo's schema: `id` (a client-chosen
+//! conference id, `[A-Za-z0-9_-]{1,64}`) is accepted on create; `max_participants` must be
+//! 0..=16000 (0 = no limit beyond the engine's); the profile keys above are checked.
+//!
+//! `play_entry_tone` / `play_exit_tone` may be a boolean or a string (Kazoo: a tone or media
+//! name); any string plays mixminus's generated tone.
+
+use mixminus_core::{ConferenceConfig, FrameDuration, JoinFlags, SampleRate, MAX_PARTICIPANTS};
+use serde_json::{Map, Value};
+
+use crate::fields::{int_in, wrong_type, Obj};
+use crate::ApiError;
+
+/// A parsed conference document.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ConferenceDoc {
+    /// A client-chosen id (mixminus extension), only honoured on create.
+    pub id: Option<String>,
+    /// Friendly name.
+    pub name: Option<String>,
+    /// Member join rules.
+    pub member: JoinRules,
+    /// Moderator join rules.
+    pub moderator: JoinRules,
+    /// Tone when someone joins.
+    pub play_entry_tone: Tone,
+    /// Tone when someone leaves.
+    pub play_exit_tone: Tone,
+    /// Announce names (kept; not implemented: no prompts).
+    pub play_name: bool,
+    /// Limit of participants; `None` or 0 = no limit beyond the engine's.
+    pub max_participants: Option<u32>,
+    /// Mixer profile.
+    pub profile: Profile,
+    /// The document as given (private keys dropped), for reading back.
+    pub raw: Map<String, Value>,
+}
+
+/// `member` / `moderator` join rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JoinRules {
+    /// Join unable to speak.
+    pub join_muted: bool,
+    /// Join unable to hear.
+    pub join_deaf: bool,
+    /// Call-in numbers.
+    pub numbers: Vec<String>,
+    /// PINs.
+    pub pins: Vec<String>,
+}
+
+/// An entry or exit tone setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Tone {
+    /// No tone.
+    Off,
+    /// The default tone.
+    On,
+    /// A named tone or media (Kazoo); mixminus plays its generated tone.
+    Named(String),
+}
+
+impl Tone {
+    /// Whether a tone plays.
+    pub fn plays(&self) -> bool {
+        !matches!(self, Tone::Off)
+    }
+}
+
+/// The profile keys mixminus uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Profile {
+    /// `rate`.
+    pub rate: SampleRate,
+    /// `interval`.
+    pub interval: FrameDuration,
+    /// `energy-level`; `None` = the engine's default.
+    pub energy_level: Option<u32>,
+    /// `max-members`.
+    pub max_members: Option<u32>,
+    /// `comfort-noise`: off, on, or a level.
+    pub comfort_noise: Option<u32>,
+    /// `max-active-speakers` (0 = all talkers).
+    pub max_active_speakers: u32,
+}
+
+/// Keys of Kazoo's schema that mixminus does not use, with their type, so a wrong type is
+/// refused as Kazoo refuses it.
+const OTHER_KEYS: &[(&str, &str)] = &[
+    ("bridge_password", "string"),
+    ("bridge_username", "string"),
+    ("caller_controls", "string"),
+    ("controls", "object"),
+    ("domain", "string"),
+    ("flags", "array"),
+    ("focus", "string"),
+    ("language", "string"),
+    ("max_members_media", "string"),
+    ("moderator_controls", "string"),
+    ("play_welcome", "boolean"),
+    ("profile_name", "string"),
+    ("require_moderator", "boolean"),
+    ("wait_for_moderator", "boolean"),
+];
+
+/// Largest `max-active-speakers`.
+pub const MAX_ACTIVE_SPEAKERS: u32 = 64;
+
+impl ConferenceDoc {
+    /// Parses a document (the request's `data`).
+    pub fn parse(value: &Value) -> Result<Self, ApiError> {
+        let obj = Obj::new(value, "")?;
+        for (key, want) in OTHER_KEYS {
+            if let Some(v) = obj.get(key) {
+                if crate::fields::type_name(v) != *want && !(*want == "number" && v.is_number()) {
+                    return Err(wrong_type(key, want, v));
+                }
+            }
+        }
+        if let Some(flags) = obj.array("flags")? {
+            for (i, flag) in flags.iter().enumerate() {
+                if !flag.is_string() {
+                    return Err(wrong_type(&format!("flags.{i}"), "string", flag));
+                }
+            }
+        }
+        let id = match obj.get("id") {
+            None => None,
+            Some(Value::String(s)) if valid_id(s) => Some(s.clone()),
+            Some(other) => {
+                return Err(ApiError::invalid_value(
+                    "id",
+                    "pattern",
+                    "Value did not match pattern ^[A-Za-z0-9_-]{1,64}$",
+                    other,
+                ))
+            }
+        };
+        let name = obj.str_len("name", 1, 128)?.map(str::to_owned);
+        obj.str_len("owner_id", 32, 32)?;
+        obj.digit_strings("conference_numbers", true)?;
+        let member = JoinRules::parse(&obj, "member", true)?;
+        let moderator = JoinRules::parse(&obj, "moderator", false)?;
+        let play_entry_tone = tone(&obj, "play_entry_tone")?;
+        let play_exit_tone = tone(&obj, "play_exit_tone")?;
+        let play_name = obj.bool("play_name")?.unwrap_or(false);
+        let max_participants =
+            obj.int("max_participants", 0, MAX_PARTICIPANTS as i64)?.map(|n| n as u32);
+        let profile = match obj.get("profile") {
+            None => Profile::default(),
+            Some(v) => Profile::parse(v)?,
+        };
+        let raw = obj
+            .map
+            .iter()
+            .filter(|(k, _)| !k.starts_with('_') && !k.starts_with("pvt_") && *k != "id")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(Self {
+            id,
+            name,
+            member,
+            moderator,
+            play_entry_tone,
+            play_exit_tone,
+            play_name,
+            max_participants,
+            profile,
+            raw,
+        })
+    }
+
+    /// Parses `patch` merged into this document (Kazoo's `PATCH`: objects merge
+    /// recursively, other values replace).
+    pub fn merged(&self, patch: &Value) -> Result<Self, ApiError> {
+        let Value::Object(patch) = patch else { return Err(wrong_type("data", "object", patch)) };
+        let mut merged = Value::Object(self.raw.clone());
+        merge(&mut merged, &Value::Object(patch.clone()));
+        Self::parse(&merged)
+    }
+
+    /// The mixer configuration this document asks for (tones: [`Tone::plays`]).
+    pub fn core_config(&self) -> ConferenceConfig {
+        let mut core = ConferenceConfig {
+            sample_rate: self.profile.rate,
+            frame: self.profile.interval,
+            max_active_speakers: self.profile.max_active_speakers as usize,
+            member_join: JoinFlags { muted: self.member.join_muted, deaf: self.member.join_deaf },
+            moderator_join: JoinFlags {
+                muted: self.moderator.join_muted,
+                deaf: self.moderator.join_deaf,
+            },
+            ..Default::default()
+        };
+        if let Some(level) = self.profile.energy_level {
+            core.talk.energy_threshold = level;
+        }
+        // The engine's ceiling: the control plane enforces the document's limits itself
+        // (ghosts and the runtime's hidden tone source are not counted there).
+        core.max_participants = MAX_PARTICIPANTS;
+        core
+    }
+
+    /// The participant limit the control plane enforces (`max_participants` and
+    /// `max-members`, the smaller; ghosts not counted).
+    pub fn member_limit(&self) -> Option<usize> {
+        [self.max_participants, self.profile.max_members]
+            .into_iter()
+            .flatten()
+            .filter(|&n| n > 0)
+            .min()
+            .map(|n| n as usize)
+    }
+
+    /// The first setting that differs from `running` and cannot change while a conference
+    /// runs (the media format, talk detection, tones): its field name.
+    pub fn immutable_change(&self, running: &ConferenceDoc) -> Option<&'static str> {
+        let (a, b) = (&self.profile, &running.profile);
+        if a.rate != b.rate {
+            return Some("profile.rate");
+        }
+        if a.interval != b.interval {
+            return Some("profile.interval");
+        }
+        if a.energy_level != b.energy_level {
+            return Some("profile.energy-level");
+        }
+        if a.max_active_speakers != b.max_active_speakers {
+            return Some("profile.max-active-speakers");
+        }
+        if self.play_entry_tone.plays() != running.play_entry_tone.plays() {
+            return Some("play_entry_tone");
+        }
+        if self.play_exit_tone.plays() != running.play_exit_tone.plays() {
+            return Some("play_exit_tone");
+        }
+        None
+    }
+
+    /// The document as Kazoo shows it: as given, with Kazoo's defaults filled in, and `id`.
+    pub fn to_json(&self, id: &str) -> Value {
+        let mut map = self.raw.clone();
+        map.insert("id".into(), id.into());
+        for (key, rules) in [("member", &self.member), ("moderator", &self.moderator)] {
+            let entry = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert("join_muted".into(), rules.join_muted.into());
+                m.insert("join_deaf".into(), rules.join_deaf.into());
+                m.entry("numbers").or_insert_with(|| Value::Array(Vec::new()));
+                m.entry("pins").or_insert_with(|| Value::Array(Vec::new()));
+            }
+        }
+        map.entry("conference_numbers").or_insert_with(|| Value::Array(Vec::new()));
+        map.entry("play_name").or_insert(Value::Bool(self.play_name));
+        map.entry("play_entry_tone").or_insert(Value::Bool(self.play_entry_tone.plays()));
+        map.entry("play_exit_tone").or_insert(Value::Bool(self.play_exit_tone.plays()));
+        Value::Object(map)
+    }
+}
+
+impl JoinRules {
+    fn parse(parent: &Obj<'_>, key: &'static str, muted_default: bool) -> Result<Self, ApiError> {
+        let Some(value) = parent.get(key) else {
+            return Ok(Self {
+                join_muted: muted_default,
+                join_deaf: false,
+                numbers: Vec::new(),
+                pins: Vec::new(),
+            });
+        };
+        let obj = Obj::new(value, key)?;
+        if key == "member" {
+            obj.bool("play_entry_prompt")?;
+        }
+        Ok(Self {
+            join_muted: obj.bool("join_muted")?.unwrap_or(muted_default),
+            join_deaf: obj.bool("join_deaf")?.unwrap_or(false),
+            numbers: obj.digit_strings("numbers", true)?,
+            pins: obj.digit_strings("pins", false)?,
+        })
+    }
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Self {
+            rate: SampleRate::Hz48000,
+            interval: FrameDuration::Ms20,
+            energy_level: None,
+            max_members: None,
+            comfort_noise: None,
+            max_active_speakers: 0,
+        }
+    }
+}
+
+impl Profile {
+    /// Parses a `profile` object.
+    pub fn parse(value: &Value) -> Result<Self, ApiError> {
+        let obj = Obj::new(value, "profile")?;
+        let mut profile = Profile::default();
+        if let Some(v) = obj.get("rate") {
+            let hz = int_in(v, "profile.rate", 8_000, 48_000)?;
+            profile.rate = SampleRate::from_hz(hz as u32).map_err(|_| {
+                ApiError::invalid_value(
+                    "profile.rate",
+                    "enum",
+                    "Value not found in enumerated list of values: 8000, 16000, 24000, 48000",
+                    v,
+                )
+            })?;
+        }
+        if let Some(v) = obj.get("interval") {
+            let ms = int_in(v, "profile.interval", 10, 60)?;
+            profile.interval = FrameDuration::from_millis(ms as u32).map_err(|_| {
+                ApiError::invalid_value(
+                    "profile.interval",
+                    "enum",
+                    "Value not found in enumerated list of values: 10, 20, 40, 60",
+                    v,
+                )
+            })?;
+        }
+        profile.energy_level = obj.int("energy-level", 0, 32_768)?.map(|n| n as u32);
+        profile.max_members = obj.int("max-members", 0, MAX_PARTICIPANTS as i64)?.map(|n| n as u32);
+        profile.comfort_noise = match obj.get("comfort-noise") {
+            None | Some(Value::Bool(false)) => None,
+            Some(Value::Bool(true)) => Some(1_400),
+            Some(v) => Some(int_in(v, "profile.comfort-noise", 0, 10_000)? as u32),
+        };
+        profile.max_active_speakers =
+            obj.int("max-active-speakers", 0, MAX_ACTIVE_SPEAKERS as i64)?.unwrap_or(0) as u32;
+        obj.str("enter-sound")?;
+        obj.str("exit-sound")?;
+        Ok(profile)
+    }
+}
+
+/// Whether `s` is a usable conference id: 1..=64 of `[A-Za-z0-9_-]`.
+pub fn valid_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn tone(obj: &Obj<'_>, key: &str) -> Result<Tone, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Bool(true)) => Ok(Tone::On),
+        Some(Value::Bool(false)) => Ok(Tone::Off),
+        Some(Value::String(s)) => Ok(Tone::Named(s.clone())),
+        Some(other) => Err(wrong_type(key, "boolean, string", other)),
+    }
+}
+
+fn merge(into: &mut Value, patch: &Value) {
+    match (into, patch) {
+        (Value::Object(into), Value::Object(patch)) => {
+            for (k, v) in patch {
+                match into.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    _ => {
+                        into.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (into, patch) => *into = patch.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kazoo_defaults() {
+        let doc = ConferenceDoc::parse(&json!({"name": "x"})).unwrap();
+        assert!(doc.member.join_muted);
+        assert!(!doc.moderator.join_muted);
+        assert!(doc.play_entry_tone.plays());
+        let shown = doc.to_json("abc");
+        assert_eq!(shown["member"]["join_muted"], true);
+        assert_eq!(shown["id"], "abc");
+    }
+
+    #[test]
+    fn profile_drives_the_mixer() {
+        let doc = ConferenceDoc::parse(&json!({"profile": {"rate": 16000, "interval": 10,
+            "energy-level": 0, "max-active-speakers": 3, "max-members": 5, "caller-controls": "x"}}))
+        .unwrap();
+        let c = doc.core_config();
+        assert_eq!(c.sample_rate, SampleRate::Hz16000);
+        assert_eq!(c.frame, FrameDuration::Ms10);
+        assert_eq!(c.talk.energy_threshold, 0);
+        assert_eq!(c.max_active_speakers, 3);
+        assert_eq!(doc.member_limit(), Some(5));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let field = |v: Value| match ConferenceDoc::parse(&v).unwrap_err() {
+            ApiError::InvalidData { field, rule, .. } => format!("{field}/{rule}"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(json!({"member": {"join_muted": "yes"}})), "member.join_muted/type");
+        assert_eq!(field(json!({"name": ""})), "name/minLength");
+        assert_eq!(field(json!({"profile": {"rate": 44100}})), "profile.rate/enum");
+        assert_eq!(field(json!({"moderator": {"pins": ["12a"]}})), "moderator.pins.0/pattern");
+        assert_eq!(
+            field(json!({"conference_numbers": ["1", "1"]})),
+            "conference_numbers/uniqueItems"
+        );
+        assert_eq!(field(json!({"play_exit_tone": 3})), "play_exit_tone/type");
+        assert_eq!(field(json!({"max_participants": -1})), "max_participants/minimum");
+    }
+
+    #[test]
+    fn patch_merges() {
+        let doc =
+            ConferenceDoc::parse(&json!({"name": "a", "member": {"join_muted": false}})).unwrap();
+        let patched = doc.merged(&json!({"member": {"join_deaf": true}})).unwrap();
+        assert!(!patched.member.join_muted);
+        assert!(patched.member.join_deaf);
+        assert_eq!(patched.name.as_deref(), Some("a"));
+    }
+}

@@ -1,0 +1,301 @@
+//! The `join` participants action (mixminus's media leg): who joins, with which flags, and
+//! where its RTP goes.
+//!
+//! ```json
+//! {"call_id": "abc", "caller_id_name": "Alice", "caller_id_number": "1001",
+//!  "participant_flags": ["mute", "is_moderator"],
+//!  "rtp": {"remote_ip": "192.0.2.7", "remote_port": 40000, "codec": "opus",
+//!          "payload_type": 111, "rate": 48000, "ptime": 20}}
+//! ```
+//!
+//! or `"sdp": "<offer>"` instead of `rtp`. `participant_flags` takes Kazoo's dial flags;
+//! `mute`, `deaf`, `is_moderator` and `ghost` act, the others (`distribute_dtmf`,
+//! `disable_moh`, `join_existing`, `video_mute`) are accepted and have no effect on audio.
+//! Without `remote_ip`/`remote_port` the mix goes back to wherever the participant's RTP
+//! comes from (symmetric RTP). Codec rates: Opus 48000; PCMU/PCMA 8000; L16 8000, 16000,
+//! 24000 or 48000. `ptime` 10, 20, 40 or 60 ms. `call_id` defaults to a fresh UUID.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde_json::Value;
+
+use crate::fields::{int_in, wrong_type, Obj};
+use crate::ApiError;
+
+/// Kazoo's participant flags.
+pub const PARTICIPANT_FLAGS: &[&str] = &[
+    "mute",
+    "deaf",
+    "distribute_dtmf",
+    "is_moderator",
+    "disable_moh",
+    "ghost",
+    "join_existing",
+    "video_mute",
+];
+
+/// A parsed join.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct JoinBody {
+    /// The call's id (Kazoo's `call_id`).
+    pub call_id: Option<String>,
+    /// Caller id name.
+    pub caller_id_name: Option<String>,
+    /// Caller id number.
+    pub caller_id_number: Option<String>,
+    /// `mute` flag.
+    pub mute: bool,
+    /// `deaf` flag.
+    pub deaf: bool,
+    /// `is_moderator` flag.
+    pub moderator: bool,
+    /// `ghost` flag.
+    pub ghost: bool,
+    /// The media leg.
+    pub media: Media,
+}
+
+/// How the media leg is described.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Media {
+    /// Explicit RTP parameters.
+    Rtp {
+        /// Where the mix goes; `None` = latch onto the source.
+        remote: Option<SocketAddr>,
+        /// The codec.
+        codec: RtpCodec,
+    },
+    /// An SDP offer (answered in the response).
+    Sdp(String),
+}
+
+/// A codec as the join names it; unset values take the codec's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RtpCodec {
+    /// Which codec.
+    pub name: CodecName,
+    /// RTP payload type, 0..=127.
+    pub payload_type: Option<u8>,
+    /// Clock rate, Hz (valid for the codec).
+    pub rate: Option<u32>,
+    /// Packet time, ms: 10, 20, 40 or 60.
+    pub ptime_ms: Option<u32>,
+}
+
+/// The codecs a leg may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CodecName {
+    /// Opus (48 kHz RTP clock).
+    Opus,
+    /// G.711 µ-law.
+    Pcmu,
+    /// G.711 A-law.
+    Pcma,
+    /// Linear 16-bit PCM.
+    L16,
+}
+
+impl CodecName {
+    /// The name as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodecName::Opus => "opus",
+            CodecName::Pcmu => "pcmu",
+            CodecName::Pcma => "pcma",
+            CodecName::L16 => "l16",
+        }
+    }
+}
+
+/// Longest SDP offer accepted.
+pub const MAX_SDP: usize = 16 * 1024;
+
+impl JoinBody {
+    /// Parses the join action's `data`.
+    pub fn parse(value: &Value) -> Result<Self, ApiError> {
+        let obj = Obj::new(value, "")?;
+        obj.only(&[
+            "call_id",
+            "caller_id_name",
+            "caller_id_number",
+            "participant_flags",
+            "rtp",
+            "sdp",
+        ])?;
+        let call_id = obj.str_len("call_id", 1, 128)?.map(str::to_owned);
+        let caller_id_name = obj.str_len("caller_id_name", 0, 128)?.map(str::to_owned);
+        let caller_id_number = obj.str_len("caller_id_number", 0, 64)?.map(str::to_owned);
+        let mut body = JoinBody {
+            call_id,
+            caller_id_name,
+            caller_id_number,
+            mute: false,
+            deaf: false,
+            moderator: false,
+            ghost: false,
+            media: Media::Sdp(String::new()),
+        };
+        for (i, flag) in obj.array("participant_flags")?.into_iter().flatten().enumerate() {
+            let field = format!("participant_flags.{i}");
+            let Value::String(word) = flag else { return Err(wrong_type(&field, "string", flag)) };
+            match word.as_str() {
+                "mute" => body.mute = true,
+                "deaf" => body.deaf = true,
+                "is_moderator" => body.moderator = true,
+                "ghost" => body.ghost = true,
+                w if PARTICIPANT_FLAGS.contains(&w) => {}
+                _ => {
+                    return Err(ApiError::invalid_value(
+                        field,
+                        "enum",
+                        format!(
+                            "Value not found in enumerated list of values: {}",
+                            PARTICIPANT_FLAGS.join(", ")
+                        ),
+                        flag,
+                    ))
+                }
+            }
+        }
+        body.media = match (obj.get("rtp"), obj.get("sdp")) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid("sdp", "not", "give either rtp or sdp, not both"))
+            }
+            (None, None) => {
+                return Err(ApiError::invalid("rtp", "required", "rtp (or sdp) is required"))
+            }
+            (Some(rtp), None) => parse_rtp(rtp)?,
+            (None, Some(_)) => Media::Sdp(obj.str_len("sdp", 1, MAX_SDP)?.unwrap_or("").to_owned()),
+        };
+        Ok(body)
+    }
+}
+
+fn parse_rtp(value: &Value) -> Result<Media, ApiError> {
+    let obj = Obj::new(value, "rtp")?;
+    obj.only(&["remote_ip", "remote_port", "codec", "payload_type", "rate", "ptime"])?;
+    let ip = match obj.str("remote_ip")? {
+        None => None,
+        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| {
+            ApiError::invalid_value("rtp.remote_ip", "format", "not an IP address", &Value::from(s))
+        })?),
+    };
+    let port = obj.int("remote_port", 1, 65_535)?.map(|p| p as u16);
+    let remote = match (ip, port) {
+        (Some(ip), Some(port)) => Some(SocketAddr::new(ip, port)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ApiError::invalid(
+                "rtp.remote_port",
+                "required",
+                "remote_ip needs remote_port",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "rtp.remote_ip",
+                "required",
+                "remote_port needs remote_ip",
+            ))
+        }
+    };
+    let codec_value = obj.required("codec")?;
+    let kind = match codec_value.as_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("opus") => CodecName::Opus,
+        Some("pcmu") => CodecName::Pcmu,
+        Some("pcma") => CodecName::Pcma,
+        Some("l16") => CodecName::L16,
+        Some(_) => {
+            return Err(ApiError::invalid_value(
+                "rtp.codec",
+                "enum",
+                "Value not found in enumerated list of values: opus, pcmu, pcma, l16",
+                codec_value,
+            ))
+        }
+        None => return Err(wrong_type("rtp.codec", "string", codec_value)),
+    };
+    let mut codec = RtpCodec { name: kind, payload_type: None, rate: None, ptime_ms: None };
+    if let Some(pt) = obj.int("payload_type", 0, 127)? {
+        codec.payload_type = Some(pt as u8);
+    }
+    if let Some(v) = obj.get("rate") {
+        let rate = int_in(v, "rtp.rate", 8_000, 48_000)? as u32;
+        let ok = match kind {
+            CodecName::Opus => rate == 48_000,
+            CodecName::Pcmu | CodecName::Pcma => rate == 8_000,
+            CodecName::L16 => matches!(rate, 8_000 | 16_000 | 24_000 | 48_000),
+        };
+        if !ok {
+            return Err(ApiError::invalid_value(
+                "rtp.rate",
+                "enum",
+                "rate not valid for this codec (opus 48000; pcmu/pcma 8000; l16 8000, 16000, 24000, 48000)",
+                v,
+            ));
+        }
+        codec.rate = Some(rate);
+    }
+    if let Some(v) = obj.get("ptime") {
+        let ms = int_in(v, "rtp.ptime", 10, 60)? as u32;
+        if !matches!(ms, 10 | 20 | 40 | 60) {
+            return Err(ApiError::invalid_value(
+                "rtp.ptime",
+                "enum",
+                "Value not found in enumerated list of values: 10, 20, 40, 60",
+                v,
+            ));
+        }
+        codec.ptime_ms = Some(ms);
+    }
+    Ok(Media::Rtp { remote, codec })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rtp_join() {
+        let j = JoinBody::parse(&json!({"participant_flags": ["mute", "video_mute"],
+            "rtp": {"remote_ip": "127.0.0.1", "remote_port": 4000, "codec": "PCMU"}}))
+        .unwrap();
+        assert!(j.mute && !j.deaf);
+        match j.media {
+            Media::Rtp { remote, codec } => {
+                assert_eq!(remote, Some("127.0.0.1:4000".parse().unwrap()));
+                assert_eq!(codec.name, CodecName::Pcmu);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let field = |v: Value| match JoinBody::parse(&v).unwrap_err() {
+            ApiError::InvalidData { field, .. } => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(json!({})), "rtp");
+        assert_eq!(field(json!({"rtp": {"codec": "g729"}})), "rtp.codec");
+        assert_eq!(field(json!({"rtp": {"codec": "opus", "rate": 8000}})), "rtp.rate");
+        assert_eq!(
+            field(json!({"rtp": {"codec": "opus", "remote_port": 70000, "remote_ip": "1.2.3.4"}})),
+            "rtp.remote_port"
+        );
+        assert_eq!(
+            field(json!({"rtp": {"codec": "opus", "remote_ip": "nope", "remote_port": 5}})),
+            "rtp.remote_ip"
+        );
+        assert_eq!(
+            field(json!({"rtp": {"codec": "opus"}, "participant_flags": ["loud"]})),
+            "participant_flags.0"
+        );
+        assert_eq!(field(json!({"rtp": {"codec": "opus"}, "colour": 1})), "colour");
+    }
+}
