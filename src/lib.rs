@@ -1,2 +1,23 @@
-//! mixminus facade.
+//! # mixminus
+//!
+//! An audio conference mixer engine: every participant hears everyone else (mix-minus),
+//! and a per-pair relationship matrix (FreeSWITCH's `relate`, as Kazoo exposes it) removes
+//! more. This facade re-exports the three crates:
+//!
+//! - [`core`]: the sans-IO mixer (embed it anywhere; no runtime, no I/O);
+//! - [`rtp`]: RTP media and the tokio conference runtime;
+//! - [`control`]: the Kazoo-shaped HTTP control plane.
+//!
+//! The `mixminus` binary runs the standalone bridge (`mixminus serve`) and its demo
+//! (`mixminus demo`).
+
+#![forbid(unsafe_code)]
+
+// The README's examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+pub use mixminus_control as control;
 pub use mixminus_core as core;
+pub use mixminus_rtp as rtp;

@@ -1,0 +1,222 @@
+//! Codecs behind one trait pair, all speaking conference-rate mono PCM on our side.
+//!
+//! Decoders and encoders own their scratch buffers and write into the caller's buffer
+//! (Symphonia's habit): no allocation per packet. A codec whose clock rate differs from the
+//! conference's (G.711 at 8 kHz into a 48 kHz conference, say) goes through a rubato
+//! resampler set up once, at construction.
+
+/// The largest payload any encoder writes (a datagram minus RTP and UDP/IP headers).
+pub const MAX_PAYLOAD: usize = 1400;
+
+mod g711;
+mod l16;
+mod opus;
+mod resample;
+
+use resample::Resampled;
+
+/// The codecs we mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CodecKind {
+    /// Opus (RFC 7587), always 48 kHz RTP clock; FEC, DTX and concealment.
+    Opus,
+    /// G.711 µ-law, 8 kHz.
+    Pcmu,
+    /// G.711 A-law, 8 kHz.
+    Pcma,
+    /// Linear 16-bit big-endian PCM (RFC 3551), mono.
+    L16,
+}
+
+impl CodecKind {
+    /// The name used in SDP and in the control API (lowercase).
+    pub const fn name(self) -> &'static str {
+        match self {
+            CodecKind::Opus => "opus",
+            CodecKind::Pcmu => "pcmu",
+            CodecKind::Pcma => "pcma",
+            CodecKind::L16 => "l16",
+        }
+    }
+
+    /// Parses a control-API codec name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "opus" => CodecKind::Opus,
+            "pcmu" => CodecKind::Pcmu,
+            "pcma" => CodecKind::Pcma,
+            "l16" => CodecKind::L16,
+            _ => return None,
+        })
+    }
+}
+
+/// How one leg's RTP carries audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodecParams {
+    /// Which codec.
+    pub kind: CodecKind,
+    /// RTP payload type.
+    pub payload_type: u8,
+    /// RTP clock rate (Opus: always 48000).
+    pub clock_rate: u32,
+    /// Channels signalled (Opus: 2 in SDP; we always decode and encode mono).
+    pub channels: u8,
+    /// Packet duration, ms (must equal the conference frame).
+    pub ptime_ms: u32,
+}
+
+impl CodecParams {
+    /// The usual parameters: Opus PT 111 / 48 kHz, PCMU PT 0, PCMA PT 8, L16 PT 96 / 16 kHz
+    /// (20 ms of L16 at 48 kHz would not fit a 1500-byte datagram); 20 ms packets.
+    pub const fn new(kind: CodecKind) -> Self {
+        let (payload_type, clock_rate, channels) = match kind {
+            CodecKind::Opus => (111, 48_000, 2),
+            CodecKind::Pcmu => (0, 8_000, 1),
+            CodecKind::Pcma => (8, 8_000, 1),
+            CodecKind::L16 => (96, 16_000, 1),
+        };
+        Self { kind, payload_type, clock_rate, channels, ptime_ms: 20 }
+    }
+
+    /// Checks what a type cannot: payload type 0..=127, a supported clock rate, a ptime.
+    pub fn validate(&self) -> Result<(), CodecError> {
+        if self.payload_type > 127 {
+            return Err(CodecError::InvalidParams("payload_type must be 0..=127"));
+        }
+        let rate_ok = match self.kind {
+            CodecKind::Opus => self.clock_rate == 48_000,
+            CodecKind::Pcmu | CodecKind::Pcma => self.clock_rate == 8_000,
+            CodecKind::L16 => {
+                matches!(self.clock_rate, 8_000 | 16_000 | 24_000 | 32_000 | 44_100 | 48_000)
+            }
+        };
+        if !rate_ok {
+            return Err(CodecError::InvalidParams("unsupported clock rate for this codec"));
+        }
+        if !matches!(self.ptime_ms, 10 | 20 | 40 | 60) {
+            return Err(CodecError::InvalidParams("ptime must be 10, 20, 40 or 60 ms"));
+        }
+        if self.kind == CodecKind::L16
+            && self.clock_rate * self.ptime_ms * 2 / 1000 > MAX_PAYLOAD as u32
+        {
+            return Err(CodecError::InvalidParams(
+                "L16 at this rate and ptime does not fit a datagram",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Encoder settings, shared by every group encoder of a conference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CodecSettings {
+    /// Opus bitrate, bit/s.
+    pub bitrate: u32,
+    /// Opus complexity 0..=10.
+    pub complexity: u8,
+    /// Opus in-band FEC.
+    pub fec: bool,
+    /// Opus discontinuous transmission.
+    pub dtx: bool,
+    /// Expected packet loss, % (tunes Opus FEC).
+    pub expected_loss_percent: u8,
+}
+
+impl Default for CodecSettings {
+    /// VoIP defaults: 32 kbit/s, complexity 5, FEC on for 5 % loss, DTX off.
+    fn default() -> Self {
+        Self { bitrate: 32_000, complexity: 5, fec: true, dtx: false, expected_loss_percent: 5 }
+    }
+}
+
+/// A codec failure. The frame is concealed or dropped; nothing panics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The codec library refused the payload or the call.
+    #[error("codec library error: {0}")]
+    Library(String),
+    /// The payload cannot be decoded (wrong size, empty, …).
+    #[error("invalid payload: {0}")]
+    InvalidPayload(&'static str),
+    /// The input PCM is not one frame.
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
+    /// The codec parameters are unusable.
+    #[error("invalid codec parameters: {0}")]
+    InvalidParams(&'static str),
+}
+
+/// Turns one payload into one frame of conference-rate PCM.
+pub trait AudioDecoder {
+    /// Decodes `payload` into `out` (one conference frame); returns the samples written.
+    fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError>;
+    /// Fills `out` for a lost frame (decoder concealment where the codec has it, else
+    /// silence).
+    fn conceal(&mut self, out: &mut [i16]);
+    /// Recovers a lost frame from the next packet's in-band FEC (Opus), else conceals.
+    fn decode_fec(&mut self, next_payload: &[u8], out: &mut [i16]) {
+        let _ = next_payload;
+        self.conceal(out);
+    }
+}
+
+/// Turns one frame of conference-rate PCM into one payload.
+pub trait AudioEncoder {
+    /// Encodes `pcm` (one conference frame) into `out`; returns the payload length.
+    fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError>;
+}
+
+/// A decoder for `params` producing `frame_samples` samples at `conference_rate`.
+pub fn new_decoder(
+    params: &CodecParams,
+    conference_rate: u32,
+    frame_samples: usize,
+) -> Result<Box<dyn AudioDecoder + Send>, CodecError> {
+    params.validate()?;
+    Ok(match params.kind {
+        // Opus decodes at any of its native rates, which include every conference rate.
+        CodecKind::Opus => Box::new(opus::OpusDecoder::new(conference_rate)?),
+        CodecKind::Pcmu | CodecKind::Pcma => Resampled::decoder(
+            g711::G711::new(params.kind == CodecKind::Pcmu),
+            params.clock_rate,
+            conference_rate,
+            frame_samples,
+        )?,
+        _ => Resampled::decoder(l16::L16, params.clock_rate, conference_rate, frame_samples)?,
+    })
+}
+
+/// An encoder for `params` taking `frame_samples` samples at `conference_rate`.
+pub fn new_encoder(
+    params: &CodecParams,
+    settings: &CodecSettings,
+    conference_rate: u32,
+    frame_samples: usize,
+) -> Result<Box<dyn AudioEncoder + Send>, CodecError> {
+    params.validate()?;
+    Ok(match params.kind {
+        CodecKind::Opus => Box::new(opus::OpusEncoder::new(conference_rate, settings)?),
+        CodecKind::Pcmu | CodecKind::Pcma => Resampled::encoder(
+            g711::G711::new(params.kind == CodecKind::Pcmu),
+            params.clock_rate,
+            conference_rate,
+            frame_samples,
+        )?,
+        _ => Resampled::encoder(l16::L16, params.clock_rate, conference_rate, frame_samples)?,
+    })
+}
+
+/// A sample-per-sample codec at its own rate (G.711, L16), wrapped by [`Resampled`].
+pub(crate) trait SampleCodec: Send + 'static {
+    /// Bytes per sample in the payload.
+    const BYTES_PER_SAMPLE: usize;
+    fn decode_samples(&self, payload: &[u8], out: &mut [i16]);
+    fn encode_samples(&self, pcm: &[i16], out: &mut [u8]);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,150 @@
+//! Rate conversion between a codec's clock and the conference rate, with rubato's FFT
+//! resampler (fixed 20 ms-style chunks in and out, buffers allocated once).
+
+use rubato::{FftFixedInOut, Resampler};
+
+use super::{AudioDecoder, AudioEncoder, CodecError, SampleCodec};
+
+/// Converts one fixed-size frame between two rates.
+struct RateConverter {
+    resampler: FftFixedInOut<f32>,
+    input: Vec<Vec<f32>>,
+    output: Vec<Vec<f32>>,
+}
+
+impl RateConverter {
+    fn new(from: u32, to: u32, frame_in: usize, frame_out: usize) -> Result<Self, CodecError> {
+        let resampler = FftFixedInOut::<f32>::new(from as usize, to as usize, frame_in, 1)
+            .map_err(|e| CodecError::Library(e.to_string()))?;
+        if resampler.input_frames_next() != frame_in || resampler.output_frames_next() != frame_out
+        {
+            return Err(CodecError::InvalidParams(
+                "codec and conference frames do not resample evenly",
+            ));
+        }
+        Ok(Self { resampler, input: vec![vec![0.0; frame_in]], output: vec![vec![0.0; frame_out]] })
+    }
+
+    fn convert(&mut self, pcm_in: &[i16], pcm_out: &mut [i16]) {
+        for (f, &s) in self.input[0].iter_mut().zip(pcm_in) {
+            *f = s as f32;
+        }
+        if self.resampler.process_into_buffer(&self.input, &mut self.output, None).is_err() {
+            // Cannot happen with the sizes checked at construction; play silence if it does.
+            pcm_out.fill(0);
+            return;
+        }
+        for (o, &f) in pcm_out.iter_mut().zip(&self.output[0]) {
+            *o = f.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16;
+        }
+    }
+}
+
+/// A sample codec at its own rate, presented at the conference rate.
+pub(crate) struct Resampled<C> {
+    codec: C,
+    codec_pcm: Vec<i16>,
+    /// `None` when the rates are equal.
+    converter: Option<RateConverter>,
+    payload_len: usize,
+}
+
+impl<C: SampleCodec> Resampled<C> {
+    fn new(
+        codec: C,
+        codec_rate: u32,
+        conference_rate: u32,
+        frame_samples: usize,
+        decoding: bool,
+    ) -> Result<Self, CodecError> {
+        let codec_frame = frame_samples as u64 * codec_rate as u64 / conference_rate.max(1) as u64;
+        let codec_frame = codec_frame as usize;
+        if codec_frame == 0 || codec_frame > 8192 {
+            return Err(CodecError::InvalidParams("frame size out of range"));
+        }
+        let converter = if codec_rate == conference_rate {
+            None
+        } else if decoding {
+            Some(RateConverter::new(codec_rate, conference_rate, codec_frame, frame_samples)?)
+        } else {
+            Some(RateConverter::new(conference_rate, codec_rate, frame_samples, codec_frame)?)
+        };
+        Ok(Self {
+            codec,
+            codec_pcm: vec![0; codec_frame],
+            converter,
+            payload_len: codec_frame * C::BYTES_PER_SAMPLE,
+        })
+    }
+
+    pub(crate) fn decoder(
+        codec: C,
+        codec_rate: u32,
+        conference_rate: u32,
+        frame_samples: usize,
+    ) -> Result<Box<dyn AudioDecoder + Send>, CodecError> {
+        Ok(Box::new(Self::new(codec, codec_rate, conference_rate, frame_samples, true)?))
+    }
+
+    pub(crate) fn encoder(
+        codec: C,
+        codec_rate: u32,
+        conference_rate: u32,
+        frame_samples: usize,
+    ) -> Result<Box<dyn AudioEncoder + Send>, CodecError> {
+        Ok(Box::new(Self::new(codec, codec_rate, conference_rate, frame_samples, false)?))
+    }
+}
+
+impl<C: SampleCodec> AudioDecoder for Resampled<C> {
+    fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+        if payload.len() != self.payload_len {
+            return Err(CodecError::InvalidPayload(
+                "payload length does not match the packet time",
+            ));
+        }
+        match self.converter.as_mut() {
+            None => {
+                let n = out.len().min(self.codec_pcm.len());
+                self.codec.decode_samples(payload, &mut out[..n]);
+                Ok(n)
+            }
+            Some(converter) => {
+                self.codec.decode_samples(payload, &mut self.codec_pcm);
+                converter.convert(&self.codec_pcm, out);
+                Ok(out.len())
+            }
+        }
+    }
+
+    fn conceal(&mut self, out: &mut [i16]) {
+        // G.711 and L16 have no concealment of their own: a lost frame is silence. Feed the
+        // resampler silence too, so its history stays continuous.
+        self.codec_pcm.fill(0);
+        match self.converter.as_mut() {
+            None => out.fill(0),
+            Some(converter) => converter.convert(&self.codec_pcm, out),
+        }
+    }
+}
+
+impl<C: SampleCodec> AudioEncoder for Resampled<C> {
+    fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
+        if out.len() < self.payload_len {
+            return Err(CodecError::InvalidInput("output buffer too small"));
+        }
+        match self.converter.as_mut() {
+            None => {
+                if pcm.len() != self.codec_pcm.len() {
+                    return Err(CodecError::InvalidInput("frame length"));
+                }
+                self.codec.encode_samples(pcm, &mut out[..self.payload_len]);
+            }
+            Some(converter) => {
+                converter.convert(pcm, &mut self.codec_pcm);
+                self.codec.encode_samples(&self.codec_pcm, &mut out[..self.payload_len]);
+            }
+        }
+        Ok(self.payload_len)
+    }
+}

@@ -1,0 +1,305 @@
+//! One participant's media leg: its sockets, latching, jitter buffer, decoder and the
+//! continuity of its outbound stream.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use mixminus_core::{Conference, ParticipantId};
+
+use crate::codec::{new_decoder, AudioDecoder, CodecParams};
+use crate::jitter::{InsertOutcome, JitterBuffer, JitterConfig, Playout};
+use crate::packet::{is_rtcp, write_rtp_header, RtpHeader, RtpPacket};
+use crate::ports::PortPair;
+use crate::seq::SequenceExtender;
+use crate::stats::{DropReason, LegStats};
+use crate::RuntimeError;
+
+/// Datagrams read from one socket per tick at most; the rest wait in the kernel (which
+/// drops past its buffer), so a flood cannot stall the tick.
+const MAX_DATAGRAMS_PER_TICK: usize = 64;
+/// Larger datagrams are dropped: no audio frame needs more.
+pub(crate) const MAX_DATAGRAM: usize = 1500;
+
+/// What every leg of a conference shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MediaFormat {
+    pub(crate) conference_rate: u32,
+    pub(crate) frame_samples: usize,
+    pub(crate) frame_ms: u32,
+    pub(crate) jitter: JitterConfig,
+    pub(crate) audio_level_ext: Option<u8>,
+}
+
+pub(crate) struct Leg {
+    pub(crate) ports: PortPair,
+    pub(crate) codec: CodecParams,
+    /// Where the mix goes when the join named it.
+    pub(crate) remote: Option<SocketAddr>,
+    /// The source address fixed by the first valid RTP packet.
+    pub(crate) latched: Option<SocketAddr>,
+    /// Where RTCP goes: learned from the peer's RTCP, else the RTP destination's port + 1.
+    rtcp_remote: Option<SocketAddr>,
+    decoder: Box<dyn AudioDecoder + Send>,
+    jitter: JitterBuffer,
+    seq: SequenceExtender,
+    ssrc_in: Option<u32>,
+    audio_level_ext: Option<u8>,
+    pub(crate) last_audio_level: Option<u8>,
+    pub(crate) out_ssrc: u32,
+    out_seq: u16,
+    out_ts: u32,
+    out_marker: bool,
+    out_ts_step: u32,
+    pub(crate) joined_at: Instant,
+    pub(crate) joined_wall: std::time::SystemTime,
+    pub(crate) last_rx: Option<Instant>,
+    pub(crate) bye: bool,
+    pub(crate) last_report: Option<Instant>,
+    pub(crate) stats: LegStats,
+    arena: BytesMut,
+}
+
+impl Leg {
+    pub(crate) fn new(
+        ports: PortPair,
+        codec: CodecParams,
+        remote: Option<SocketAddr>,
+        media: &MediaFormat,
+        now: Instant,
+        ssrc: u32,
+    ) -> Result<Self, RuntimeError> {
+        let MediaFormat { conference_rate, frame_samples, frame_ms, jitter, audio_level_ext } =
+            *media;
+        let decoder = new_decoder(&codec, conference_rate, frame_samples)?;
+        Ok(Self {
+            ports,
+            out_ts_step: codec.clock_rate / 1000 * frame_ms,
+            codec,
+            remote,
+            latched: None,
+            rtcp_remote: remote.map(|r| SocketAddr::new(r.ip(), r.port().wrapping_add(1))),
+            decoder,
+            jitter: JitterBuffer::new(jitter, frame_ms, codec.clock_rate),
+            seq: SequenceExtender::new(),
+            ssrc_in: None,
+            audio_level_ext,
+            last_audio_level: None,
+            out_ssrc: ssrc,
+            out_seq: (ssrc >> 16) as u16,
+            out_ts: ssrc.rotate_left(7),
+            out_marker: true,
+            joined_at: now,
+            joined_wall: std::time::SystemTime::now(),
+            last_rx: None,
+            bye: false,
+            last_report: None,
+            stats: LegStats::default(),
+            arena: BytesMut::with_capacity(16 * 1024),
+        })
+    }
+
+    pub(crate) fn local_rtp(&self) -> SocketAddr {
+        // A bound socket always has a local address; fall back to the port for display.
+        self.ports
+            .rtp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.ports.port())))
+    }
+
+    /// Where the mix is sent: the address given at join, else the latched source.
+    pub(crate) fn destination(&self) -> Option<SocketAddr> {
+        self.remote.or(self.latched)
+    }
+
+    /// Reads what the sockets hold (bounded), feeding RTP to the jitter buffer and RTCP to
+    /// `on_rtcp`. Never blocks.
+    pub(crate) fn receive(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        mut on_rtcp: impl FnMut(&mut Self, &[u8], SocketAddr),
+    ) {
+        for _ in 0..MAX_DATAGRAMS_PER_TICK {
+            match self.ports.rtp.try_recv_from(buf) {
+                Ok((len, from)) => {
+                    if len > MAX_DATAGRAM {
+                        self.stats.drop(DropReason::Oversized);
+                    } else if is_rtcp(&buf[..len]) {
+                        on_rtcp(self, &buf[..len], from);
+                    } else {
+                        self.on_rtp(&buf[..len], from, now);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.stats.drop(DropReason::SocketError);
+                    break;
+                }
+            }
+        }
+        for _ in 0..MAX_DATAGRAMS_PER_TICK {
+            match self.ports.rtcp.try_recv_from(buf) {
+                Ok((len, from)) => on_rtcp(self, &buf[..len.min(MAX_DATAGRAM)], from),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn on_rtp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
+        if self.latched.is_some_and(|latched| latched != from) {
+            self.stats.drop(DropReason::WrongSource);
+            return;
+        }
+        let packet = match RtpPacket::parse(datagram) {
+            Ok(packet) => packet,
+            Err(_) => {
+                self.stats.drop(DropReason::Malformed);
+                return;
+            }
+        };
+        if packet.payload_type() != self.codec.payload_type {
+            self.stats.drop(DropReason::PayloadType);
+            return;
+        }
+        if self.latched.is_none() {
+            self.latched = Some(from);
+        }
+        if self.ssrc_in != Some(packet.ssrc()) {
+            // A new source (first packet, or the peer restarted): new sequence space.
+            if self.ssrc_in.is_some() {
+                self.stats.ssrc_changes += 1;
+                self.jitter.reset();
+            }
+            self.ssrc_in = Some(packet.ssrc());
+            self.seq = SequenceExtender::new();
+        }
+        self.last_rx = Some(now);
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += datagram.len() as u64;
+        let Some(ext_seq) = self.seq.extend(packet.sequence()) else {
+            self.stats.drop(DropReason::Malformed);
+            return;
+        };
+        let level = self.audio_level_ext.and_then(|id| packet.audio_level(id));
+        self.last_audio_level = level.as_ref().map(|l| l.level_dbov);
+        // RFC 6464 says this frame is silence: keep its place in the stream but skip the
+        // decode (an empty payload is the marker for "silent frame").
+        let silent = level.is_some_and(|l| !l.voice && l.level_dbov >= SILENT_DBOV);
+        let payload = if silent {
+            Bytes::new()
+        } else {
+            if self.arena.capacity() < packet.payload().len() {
+                self.arena.reserve(16 * 1024);
+            }
+            self.arena.extend_from_slice(packet.payload());
+            self.arena.split().freeze()
+        };
+        match self.jitter.insert(now, ext_seq, packet.timestamp(), payload) {
+            InsertOutcome::Accepted | InsertOutcome::Resync => {}
+            InsertOutcome::Duplicate => self.stats.drop(DropReason::Duplicate),
+            InsertOutcome::Late => self.stats.drop(DropReason::Late),
+        }
+    }
+
+    /// Plays out one frame into the conference as `id`'s input. Returns whether a decoder
+    /// ran (a silent frame, or nothing to play, leaves the participant not sending).
+    pub(crate) fn playout(
+        &mut self,
+        now: Instant,
+        conference: &mut Conference,
+        id: ParticipantId,
+    ) -> bool {
+        let playout = self.jitter.pop(now);
+        if matches!(playout, Playout::Empty) {
+            return false;
+        }
+        if let Playout::Packet(payload) = &playout {
+            if payload.is_empty() {
+                self.stats.silent_skipped += 1;
+                return false;
+            }
+        }
+        let Ok(out) = conference.input_mut(id) else { return false };
+        match playout {
+            Playout::Packet(payload) => match self.decoder.decode(&payload, out) {
+                Ok(written) => {
+                    let end = out.len();
+                    out[written.min(end)..].fill(0);
+                }
+                Err(_) => {
+                    self.stats.drop(DropReason::Undecodable);
+                    self.decoder.conceal(out);
+                }
+            },
+            Playout::Lost { fec_from: Some(next) } if !next.is_empty() => {
+                self.stats.fec_recovered += 1;
+                self.decoder.decode_fec(&next, out);
+            }
+            _ => {
+                self.stats.concealed += 1;
+                self.decoder.conceal(out);
+            }
+        }
+        self.stats.decodes += 1;
+        true
+    }
+
+    /// Writes this leg's next RTP packet carrying `payload` into `buf`.
+    pub(crate) fn packetise(&mut self, payload: &[u8], buf: &mut Vec<u8>) {
+        buf.clear();
+        write_rtp_header(
+            buf,
+            &RtpHeader {
+                payload_type: self.codec.payload_type,
+                marker: self.out_marker,
+                sequence: self.out_seq,
+                timestamp: self.out_ts,
+                ssrc: self.out_ssrc,
+            },
+        );
+        buf.extend_from_slice(payload);
+        self.out_marker = false;
+        self.out_seq = self.out_seq.wrapping_add(1);
+        self.out_ts = self.out_ts.wrapping_add(self.out_ts_step);
+    }
+
+    /// Advances the outbound clock without sending, so timestamps stay continuous.
+    pub(crate) fn skip_frame(&mut self) {
+        self.out_ts = self.out_ts.wrapping_add(self.out_ts_step);
+        self.out_marker = true;
+    }
+
+    pub(crate) fn rtcp_destination(&self) -> Option<SocketAddr> {
+        self.rtcp_remote.or_else(|| {
+            self.destination().map(|d| SocketAddr::new(d.ip(), d.port().wrapping_add(1)))
+        })
+    }
+
+    pub(crate) fn learn_rtcp_source(&mut self, from: SocketAddr) {
+        if self.rtcp_remote.is_none() {
+            self.rtcp_remote = Some(from);
+        }
+    }
+
+    pub(crate) fn out_timestamp(&self) -> u32 {
+        self.out_ts
+    }
+
+    pub(crate) fn ssrc_in(&self) -> Option<u32> {
+        self.ssrc_in
+    }
+
+    pub(crate) fn highest_seq(&self) -> u64 {
+        self.seq.highest().unwrap_or(0)
+    }
+
+    pub(crate) fn jitter(&self) -> &JitterBuffer {
+        &self.jitter
+    }
+}
+
+/// RFC 6464 levels at or below −this dBov count as silence (level 127 is digital silence).
+const SILENT_DBOV: u8 = 70;

@@ -1,0 +1,795 @@
+//! The I/O shell: a [`Bridge`] owns the RTP port range; each conference runs in its own
+//! tokio task that ticks every frame, reads every leg's socket, mixes, encodes once per
+//! group and sends. Commands reach the task through a bounded channel and apply between
+//! ticks; reads come from a snapshot the task publishes. No lock is held across a tick.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use mixminus_core::{
+    Conference, ConferenceConfig, Event, Gain, JoinOptions, ParticipantId, ParticipantInfo,
+    Relationship,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::codec::{CodecError, CodecParams, CodecSettings};
+use crate::fanout::Fanout;
+use crate::jitter::JitterConfig;
+use crate::leg::{Leg, MediaFormat, MAX_DATAGRAM};
+use crate::ports::PortPool;
+use crate::stats::{ConferenceCounters, DropReason, LegStats};
+use crate::tone::TonePlayer;
+
+/// Why a runtime call failed. A failed command changes nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The mixer refused it (unknown participant, self-relation, full, …).
+    #[error(transparent)]
+    Core(#[from] mixminus_core::Error),
+    /// The conference task has stopped.
+    #[error("the conference has stopped")]
+    Closed,
+    /// Every port pair in the range is taken.
+    #[error("no free RTP port pair in the configured range")]
+    NoFreePorts,
+    /// A socket call failed.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// A codec could not be set up.
+    #[error("codec: {0}")]
+    Codec(#[from] CodecError),
+    /// The bridge configuration is unusable; the message names the field.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// The request is unusable; the message names the field.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+}
+
+/// Settings of a bridge (shared by all its conferences).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BridgeConfig {
+    /// Address the RTP sockets bind to.
+    pub rtp_bind: IpAddr,
+    /// Inclusive port range; each participant takes an even RTP port and the odd one above
+    /// for RTCP.
+    pub rtp_ports: (u16, u16),
+    /// A participant that sends nothing (no RTP, no RTCP) for this long is removed;
+    /// `None` keeps it forever.
+    pub inactivity_timeout: Option<Duration>,
+    /// Jitter buffer depth bounds.
+    pub jitter: JitterConfig,
+    /// Interval between RTCP sender reports per participant.
+    pub rtcp_interval: Duration,
+    /// Commands queued per conference before callers wait.
+    pub command_queue: usize,
+    /// Ticks between periodic snapshots (commands and events publish one at once).
+    pub snapshot_every: u32,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            rtp_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            rtp_ports: (20_000, 29_999),
+            inactivity_timeout: Some(Duration::from_secs(60)),
+            jitter: JitterConfig::default(),
+            rtcp_interval: Duration::from_secs(5),
+            command_queue: 256,
+            snapshot_every: 10,
+        }
+    }
+}
+
+/// Settings of one conference.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ConferenceSettings {
+    /// The mixer's configuration.
+    pub core: ConferenceConfig,
+    /// Mix a short rising tone into everyone's audio when someone (not a ghost) joins.
+    pub entry_tone: bool,
+    /// Mix a short falling tone when someone (not a ghost) leaves.
+    pub exit_tone: bool,
+    /// Encoder settings for every group encoder.
+    pub encoder: CodecSettings,
+    /// RFC 8285 extension id on which participants send the RFC 6464 audio level.
+    pub audio_level_ext: Option<u8>,
+}
+
+impl ConferenceSettings {
+    /// Settings around a core configuration, everything else default.
+    pub fn new(core: ConferenceConfig) -> Self {
+        Self { core, ..Default::default() }
+    }
+}
+
+/// A participant to add.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct JoinRequest {
+    /// Mixer flags.
+    pub options: JoinOptions,
+    /// The codec it sends and receives.
+    pub codec: CodecParams,
+    /// Where to send its mix; `None` = back to where its RTP comes from (symmetric RTP).
+    pub remote: Option<SocketAddr>,
+}
+
+impl JoinRequest {
+    /// A join with default flags.
+    pub fn new(codec: CodecParams, remote: Option<SocketAddr>) -> Self {
+        Self { options: JoinOptions::default(), codec, remote }
+    }
+}
+
+/// A participant added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Joined {
+    /// Its id in the conference.
+    pub id: ParticipantId,
+    /// Where it must send RTP (RTCP goes to the port above).
+    pub local_rtp: SocketAddr,
+}
+
+/// One participant in a [`Snapshot`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LegSnapshot {
+    /// The mixer's view.
+    pub info: ParticipantInfo,
+    /// Its local RTP address.
+    pub local_rtp: SocketAddr,
+    /// The destination given at join.
+    pub remote: Option<SocketAddr>,
+    /// The source its RTP is latched to.
+    pub latched: Option<SocketAddr>,
+    /// Its codec.
+    pub codec: CodecParams,
+    /// When it joined.
+    pub joined_at: SystemTime,
+    /// Its counters.
+    pub stats: LegStats,
+    /// Jitter buffer depth now, in frames.
+    pub jitter_depth: u32,
+    /// The last RFC 6464 level it sent (−dBov), if it sends them.
+    pub audio_level: Option<u8>,
+}
+
+/// What a conference looks like, as of its last publication.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// Every participant, by id.
+    pub participants: Vec<LegSnapshot>,
+    /// Every relationship record `(P, O, value)`.
+    pub relationships: Vec<(ParticipantId, ParticipantId, Relationship)>,
+    /// Counters.
+    pub counters: ConferenceCounters,
+    /// The loudest talker.
+    pub floor: Option<ParticipantId>,
+    /// When the conference started.
+    pub started_at: Option<SystemTime>,
+    /// Whether the task has stopped.
+    pub stopped: bool,
+}
+
+/// A bridge: the port range and the conferences running on it.
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    ports: PortPool,
+    config: Arc<BridgeConfig>,
+}
+
+impl Bridge {
+    /// A bridge; binds nothing until participants join.
+    pub fn new(config: BridgeConfig) -> Result<Self, RuntimeError> {
+        let ports = PortPool::new(config.rtp_bind, config.rtp_ports.0, config.rtp_ports.1)?;
+        if config.command_queue == 0 || config.snapshot_every == 0 {
+            return Err(RuntimeError::InvalidConfig(
+                "command_queue and snapshot_every must be > 0",
+            ));
+        }
+        Ok(Self { ports, config: Arc::new(config) })
+    }
+
+    /// The bridge's settings.
+    pub fn config(&self) -> &BridgeConfig {
+        &self.config
+    }
+
+    /// Starts a conference task on the current tokio runtime.
+    pub fn start_conference(
+        &self,
+        settings: ConferenceSettings,
+    ) -> Result<ConferenceHandle, RuntimeError> {
+        let conference = Conference::new(settings.core.clone())?;
+        let (commands, command_rx) = mpsc::channel(self.config.command_queue);
+        let (snapshot_tx, snapshot) = watch::channel(Arc::new(Snapshot::default()));
+        let (events, _) = broadcast::channel(1024);
+        let task =
+            ConferenceTask::new(conference, settings, self.clone(), snapshot_tx, events.clone())?;
+        tokio::spawn(task.run(command_rx));
+        metrics::gauge!("mixminus_conferences").increment(1.0);
+        Ok(ConferenceHandle { commands, snapshot, events })
+    }
+
+    /// Port pairs bound now, across all conferences.
+    pub fn ports_in_use(&self) -> usize {
+        self.ports.in_use()
+    }
+}
+
+/// The control side of a running conference. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ConferenceHandle {
+    commands: mpsc::Sender<Command>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    events: broadcast::Sender<Event>,
+}
+
+impl ConferenceHandle {
+    /// Adds a participant: binds its ports, sets up its codec.
+    pub async fn join(&self, request: JoinRequest) -> Result<Joined, RuntimeError> {
+        self.call(|reply| Command::Join(Box::new(request), reply)).await
+    }
+
+    /// Removes a participant (it gets an RTCP BYE).
+    pub async fn leave(&self, id: ParticipantId) -> Result<(), RuntimeError> {
+        self.call(|reply| Command::Leave(id, reply)).await
+    }
+
+    /// Sets the records `p → o` for the cross product, all or nothing.
+    pub async fn relate(
+        &self,
+        participants: Vec<ParticipantId>,
+        others: Vec<ParticipantId>,
+        relationship: Relationship,
+    ) -> Result<(), RuntimeError> {
+        self.call(|reply| Command::Relate { participants, others, relationship, reply }).await
+    }
+
+    /// Mute (`false`) / unmute (`true`); returns whether it changed.
+    pub async fn set_can_speak(
+        &self,
+        id: ParticipantId,
+        can_speak: bool,
+    ) -> Result<bool, RuntimeError> {
+        self.call(|reply| Command::Speak(id, can_speak, reply)).await
+    }
+
+    /// Deafen (`false`) / undeafen (`true`); returns whether it changed.
+    pub async fn set_can_hear(
+        &self,
+        id: ParticipantId,
+        can_hear: bool,
+    ) -> Result<bool, RuntimeError> {
+        self.call(|reply| Command::Hear(id, can_hear, reply)).await
+    }
+
+    /// Gain on what `id` says.
+    pub async fn set_input_gain(&self, id: ParticipantId, gain: Gain) -> Result<(), RuntimeError> {
+        self.call(|reply| Command::InputGain(id, gain, reply)).await
+    }
+
+    /// Gain on what `id` hears.
+    pub async fn set_output_gain(&self, id: ParticipantId, gain: Gain) -> Result<(), RuntimeError> {
+        self.call(|reply| Command::OutputGain(id, gain, reply)).await
+    }
+
+    /// `id`'s own energy threshold (`None` = the conference's; 0 = gate off).
+    pub async fn set_energy_threshold(
+        &self,
+        id: ParticipantId,
+        threshold: Option<u32>,
+    ) -> Result<(), RuntimeError> {
+        self.call(|reply| Command::Energy(id, threshold, reply)).await
+    }
+
+    /// The last published snapshot (after every command, every event, and every few ticks).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// The conference's events (join, leave, talking, floor, mute/deaf, relationships).
+    /// A receiver that falls more than 1024 events behind loses the oldest.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Ends the conference: every participant gets an RTCP BYE, every port is released.
+    /// Stopping a stopped conference is fine.
+    pub async fn stop(&self) -> Result<(), RuntimeError> {
+        match self.call(Command::Stop).await {
+            Ok(()) | Err(RuntimeError::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the task is still running.
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
+    }
+
+    async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, RuntimeError> {
+        let (reply, response) = oneshot::channel();
+        self.commands.send(command(reply)).await.map_err(|_| RuntimeError::Closed)?;
+        response.await.map_err(|_| RuntimeError::Closed)?
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, RuntimeError>>;
+
+enum Command {
+    Join(Box<JoinRequest>, Reply<Joined>),
+    Leave(ParticipantId, Reply<()>),
+    Relate {
+        participants: Vec<ParticipantId>,
+        others: Vec<ParticipantId>,
+        relationship: Relationship,
+        reply: Reply<()>,
+    },
+    Speak(ParticipantId, bool, Reply<bool>),
+    Hear(ParticipantId, bool, Reply<bool>),
+    InputGain(ParticipantId, Gain, Reply<()>),
+    OutputGain(ParticipantId, Gain, Reply<()>),
+    Energy(ParticipantId, Option<u32>, Reply<()>),
+    Stop(Reply<()>),
+}
+
+/// Metrics handles, registered once so the tick does no registry look-ups.
+struct Metrics {
+    ticks: metrics::Counter,
+    late_ticks: metrics::Counter,
+    tick_seconds: metrics::Histogram,
+    encodes: metrics::Counter,
+    decodes: metrics::Counter,
+    encodes_per_tick: metrics::Gauge,
+    decodes_per_tick: metrics::Gauge,
+    packets_in: metrics::Counter,
+    packets_out: metrics::Counter,
+    dropped: Vec<metrics::Counter>,
+    participants: metrics::Gauge,
+}
+
+impl Metrics {
+    fn register() -> Self {
+        Self {
+            ticks: metrics::counter!("mixminus_ticks_total"),
+            late_ticks: metrics::counter!("mixminus_late_ticks_total"),
+            tick_seconds: metrics::histogram!("mixminus_tick_duration_seconds"),
+            encodes: metrics::counter!("mixminus_encodes_total"),
+            decodes: metrics::counter!("mixminus_decodes_total"),
+            encodes_per_tick: metrics::gauge!("mixminus_encodes_per_tick"),
+            decodes_per_tick: metrics::gauge!("mixminus_decodes_per_tick"),
+            packets_in: metrics::counter!("mixminus_packets_in_total"),
+            packets_out: metrics::counter!("mixminus_packets_out_total"),
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| metrics::counter!("mixminus_packets_dropped_total", "reason" => r.label()))
+                .collect(),
+            participants: metrics::gauge!("mixminus_participants"),
+        }
+    }
+}
+
+struct ConferenceTask {
+    conference: Conference,
+    settings: ConferenceSettings,
+    bridge: Bridge,
+    legs: HashMap<ParticipantId, Leg>,
+    fanout: Fanout,
+    tone: Option<TonePlayer>,
+    snapshot_tx: watch::Sender<Arc<Snapshot>>,
+    events: broadcast::Sender<Event>,
+    counters: ConferenceCounters,
+    metrics: Metrics,
+    recv_buf: Vec<u8>,
+    send_buf: Vec<u8>,
+    started_at: SystemTime,
+    frame: Duration,
+    ticks_since_snapshot: u32,
+    ssrc_seed: u64,
+    leaving: Vec<ParticipantId>,
+    dropped_reported: [u64; 10],
+}
+
+impl ConferenceTask {
+    fn new(
+        mut conference: Conference,
+        settings: ConferenceSettings,
+        bridge: Bridge,
+        snapshot_tx: watch::Sender<Arc<Snapshot>>,
+        events: broadcast::Sender<Event>,
+    ) -> Result<Self, RuntimeError> {
+        let rate = settings.core.sample_rate.hz();
+        let frame_samples = conference.frame_samples();
+        let tone = if settings.entry_tone || settings.exit_tone {
+            Some(TonePlayer::new(&mut conference)?)
+        } else {
+            None
+        };
+        // The tone source's join is internal: nobody needs to hear about it.
+        while conference.poll_event().is_some() {}
+        let now = SystemTime::now();
+        let seed = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        Ok(Self {
+            fanout: Fanout::new(settings.encoder, rate, frame_samples),
+            frame: Duration::from_millis(settings.core.frame.millis() as u64),
+            conference,
+            settings,
+            bridge,
+            legs: HashMap::new(),
+            tone,
+            snapshot_tx,
+            events,
+            counters: ConferenceCounters::default(),
+            metrics: Metrics::register(),
+            recv_buf: vec![0; MAX_DATAGRAM + 1],
+            send_buf: Vec::with_capacity(MAX_DATAGRAM),
+            started_at: now,
+            ticks_since_snapshot: 0,
+            ssrc_seed: seed | 1,
+            leaving: Vec::new(),
+            dropped_reported: [0; 10],
+        })
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        self.publish();
+        let start = tokio::time::Instant::now();
+        let mut k: u32 = 0;
+        loop {
+            // Deadline k is start + k·frame: computed, never accumulated, so no drift.
+            let deadline = start + self.frame * (k + 1);
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Stop(reply)) => {
+                        self.shutdown();
+                        let _ = reply.send(Ok(()));
+                        break;
+                    }
+                    Some(command) => self.apply(command),
+                    None => {
+                        self.shutdown();
+                        break;
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    let now = tokio::time::Instant::now();
+                    let lateness = now.saturating_duration_since(deadline);
+                    k += 1;
+                    if lateness > self.frame {
+                        self.counters.late_ticks += 1;
+                        self.metrics.late_ticks.increment(1);
+                        if lateness > self.frame * 5 {
+                            // A long stall (the machine was suspended?): skip ahead rather
+                            // than burst-tick to catch up.
+                            let skip = (lateness.as_micros() / self.frame.as_micros().max(1)) as u32;
+                            k += skip;
+                            self.counters.skipped_ticks += skip as u64;
+                        }
+                    }
+                    self.tick(now.into_std());
+                }
+            }
+        }
+        self.publish_stopped();
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Join(request, reply) => {
+                let result = self.join(*request);
+                let _ = reply.send(result);
+            }
+            Command::Leave(id, reply) => {
+                let _ = reply.send(self.remove(id, true));
+            }
+            Command::Relate { participants, others, relationship, reply } => {
+                let result = self.check_public(participants.iter().chain(&others)).and_then(|()| {
+                    Ok(self.conference.relate(&participants, &others, relationship)?)
+                });
+                let _ = reply.send(result);
+            }
+            Command::Speak(id, v, reply) => {
+                let r = self
+                    .check_public([&id])
+                    .and_then(|()| Ok(self.conference.set_can_speak(id, v)?));
+                let _ = reply.send(r);
+            }
+            Command::Hear(id, v, reply) => {
+                let r = self
+                    .check_public([&id])
+                    .and_then(|()| Ok(self.conference.set_can_hear(id, v)?));
+                let _ = reply.send(r);
+            }
+            Command::InputGain(id, g, reply) => {
+                let r = self
+                    .check_public([&id])
+                    .and_then(|()| Ok(self.conference.set_input_gain(id, g)?));
+                let _ = reply.send(r);
+            }
+            Command::OutputGain(id, g, reply) => {
+                let r = self
+                    .check_public([&id])
+                    .and_then(|()| Ok(self.conference.set_output_gain(id, g)?));
+                let _ = reply.send(r);
+            }
+            Command::Energy(id, t, reply) => {
+                let r = self
+                    .check_public([&id])
+                    .and_then(|()| Ok(self.conference.set_energy_threshold(id, t)?));
+                let _ = reply.send(r);
+            }
+            Command::Stop(reply) => {
+                // Handled in `run`; here only for completeness.
+                let _ = reply.send(Ok(()));
+            }
+        }
+        self.forward_events();
+        self.publish();
+    }
+
+    /// The internal tone source is not a participant anyone may address.
+    fn check_public<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a ParticipantId>,
+    ) -> Result<(), RuntimeError> {
+        for &id in ids {
+            if !self.legs.contains_key(&id) {
+                return Err(mixminus_core::Error::UnknownParticipant(id).into());
+            }
+        }
+        Ok(())
+    }
+
+    fn join(&mut self, request: JoinRequest) -> Result<Joined, RuntimeError> {
+        let core = &self.settings.core;
+        if request.codec.ptime_ms != core.frame.millis() {
+            return Err(RuntimeError::InvalidRequest(
+                "ptime must equal the conference's frame interval",
+            ));
+        }
+        if self.conference.len() >= core.max_participants {
+            return Err(mixminus_core::Error::ConferenceFull(core.max_participants).into());
+        }
+        let ports = self.bridge.ports.take()?;
+        // SSRCs from a per-conference xorshift: distinct per leg, unpredictable enough for
+        // loop detection (not a security property).
+        self.ssrc_seed ^= self.ssrc_seed << 13;
+        self.ssrc_seed ^= self.ssrc_seed >> 7;
+        self.ssrc_seed ^= self.ssrc_seed << 17;
+        let media = MediaFormat {
+            conference_rate: core.sample_rate.hz(),
+            frame_samples: self.conference.frame_samples(),
+            frame_ms: core.frame.millis(),
+            jitter: self.bridge.config.jitter,
+            audio_level_ext: self.settings.audio_level_ext,
+        };
+        let leg = Leg::new(
+            ports,
+            request.codec,
+            request.remote,
+            &media,
+            Instant::now(),
+            self.ssrc_seed as u32,
+        )?;
+        let id = self.conference.join(request.options)?;
+        let local_rtp = leg.local_rtp();
+        self.legs.insert(id, leg);
+        self.metrics.participants.increment(1.0);
+        if !request.options.ghost {
+            if let Some(tone) = self.tone.as_mut().filter(|_| self.settings.entry_tone) {
+                tone.play_entry();
+            }
+        }
+        tracing::debug!(participant = %id, %local_rtp, "joined");
+        Ok(Joined { id, local_rtp })
+    }
+
+    fn remove(&mut self, id: ParticipantId, send_bye: bool) -> Result<(), RuntimeError> {
+        self.check_public([&id])?;
+        let ghost = self.conference.participant(id).is_some_and(|p| p.ghost);
+        self.conference.leave(id)?;
+        if let Some(leg) = self.legs.remove(&id) {
+            if send_bye {
+                crate::rtcp::send_bye(&leg);
+            }
+            for (total, leg_count) in self.counters.dropped.iter_mut().zip(leg.stats.dropped) {
+                *total += leg_count;
+            }
+        }
+        self.metrics.participants.decrement(1.0);
+        if !ghost {
+            if let Some(tone) = self.tone.as_mut().filter(|_| self.settings.exit_tone) {
+                tone.play_exit();
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let started = Instant::now();
+        let ConferenceTask { legs, conference, recv_buf, .. } = self;
+        let mut decodes = 0u32;
+        for (&id, leg) in legs.iter_mut() {
+            let before = leg.stats.packets_in;
+            leg.receive(now, recv_buf, crate::rtcp::on_rtcp);
+            self.metrics.packets_in.increment(leg.stats.packets_in - before);
+            decodes += u32::from(leg.playout(now, conference, id));
+        }
+        if let Some(tone) = self.tone.as_mut() {
+            tone.render(conference);
+        }
+        let summary = self.conference.tick();
+        self.send_mix();
+        self.housekeeping(now);
+        self.forward_events();
+
+        let c = &mut self.counters;
+        c.ticks += 1;
+        c.decodes_last_tick = decodes;
+        c.decodes_total += decodes as u64;
+        c.encodes_last_tick = self.fanout.encodes_this_tick();
+        c.max_encodes_per_tick = c.max_encodes_per_tick.max(c.encodes_last_tick);
+        c.encodes_total += c.encodes_last_tick as u64;
+        c.encoders = self.fanout.encoder_count() as u32;
+        c.groups = summary.groups as u32;
+        c.active = summary.active as u32;
+        let took = started.elapsed();
+        c.last_tick_us = took.as_micros() as u64;
+        c.max_tick_us = c.max_tick_us.max(c.last_tick_us);
+        self.metrics.ticks.increment(1);
+        self.metrics.tick_seconds.record(took.as_secs_f64());
+        self.metrics.encodes.increment(c.encodes_last_tick as u64);
+        self.metrics.decodes.increment(decodes as u64);
+        self.metrics.encodes_per_tick.set(c.encodes_last_tick as f64);
+        self.metrics.decodes_per_tick.set(decodes as f64);
+
+        self.ticks_since_snapshot += 1;
+        if self.ticks_since_snapshot >= self.bridge.config.snapshot_every {
+            self.publish();
+        }
+    }
+
+    /// Encodes once per (group, codec) and sends each listener its group's payload.
+    fn send_mix(&mut self) {
+        self.fanout.begin_tick();
+        let mut sent = 0u64;
+        for (id, group) in self.conference.listener_groups() {
+            let Some(leg) = self.legs.get_mut(&id) else { continue };
+            let Some(destination) = leg.destination() else {
+                // Nowhere to send yet (no remote given, nothing latched): keep the clock.
+                leg.skip_frame();
+                continue;
+            };
+            let payload: Bytes = match self.fanout.payload(&self.conference, group, &leg.codec) {
+                Ok(payload) => payload,
+                Err(error) => {
+                    tracing::warn!(%error, participant = %id, "encode failed");
+                    leg.skip_frame();
+                    continue;
+                }
+            };
+            leg.packetise(&payload, &mut self.send_buf);
+            match leg.ports.rtp.try_send_to(&self.send_buf, destination) {
+                Ok(n) => {
+                    leg.stats.packets_out += 1;
+                    leg.stats.bytes_out += n as u64;
+                    sent += 1;
+                }
+                Err(_) => leg.stats.drop(DropReason::SocketError),
+            }
+        }
+        self.counters.packets_out += sent;
+        self.metrics.packets_out.increment(sent);
+    }
+
+    /// RTCP reports, BYEs received, inactivity.
+    fn housekeeping(&mut self, now: Instant) {
+        let timeout = self.bridge.config.inactivity_timeout;
+        let interval = self.bridge.config.rtcp_interval;
+        for (&id, leg) in self.legs.iter_mut() {
+            let last = leg.last_rx.unwrap_or(leg.joined_at);
+            if leg.bye || timeout.is_some_and(|t| now.saturating_duration_since(last) > t) {
+                self.leaving.push(id);
+                continue;
+            }
+            crate::rtcp::maybe_send_report(leg, now, interval);
+        }
+        while let Some(id) = self.leaving.pop() {
+            let bye = self.legs.get(&id).is_some_and(|l| !l.bye);
+            tracing::info!(participant = %id, "removing participant (RTCP BYE or inactivity)");
+            let _ = self.remove(id, bye);
+        }
+    }
+
+    fn forward_events(&mut self) {
+        let mut any = false;
+        while let Some(event) = self.conference.poll_event() {
+            if let Event::GroupClosed(group) = event {
+                self.fanout.close_group(group);
+                continue;
+            }
+            if let Some(tone) = &self.tone {
+                if tone.is_source_of(&event) {
+                    continue;
+                }
+            }
+            any = true;
+            // No receivers is normal.
+            let _ = self.events.send(event);
+        }
+        if any {
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        self.ticks_since_snapshot = 0;
+        let mut participants: Vec<LegSnapshot> = self
+            .legs
+            .iter()
+            .filter_map(|(&id, leg)| {
+                Some(LegSnapshot {
+                    info: self.conference.participant(id)?,
+                    local_rtp: leg.local_rtp(),
+                    remote: leg.remote,
+                    latched: leg.latched,
+                    codec: leg.codec,
+                    joined_at: leg.joined_wall,
+                    stats: leg.stats,
+                    jitter_depth: leg.jitter().depth() as u32,
+                    audio_level: leg.last_audio_level,
+                })
+            })
+            .collect();
+        participants.sort_unstable_by_key(|p| p.info.id);
+        let mut counters = self.counters;
+        for leg in self.legs.values() {
+            for (total, leg_count) in counters.dropped.iter_mut().zip(leg.stats.dropped) {
+                *total += leg_count;
+            }
+        }
+        // Prometheus counters move by what changed since the last publication.
+        for ((counter, reported), &now) in
+            self.metrics.dropped.iter().zip(self.dropped_reported.iter_mut()).zip(&counters.dropped)
+        {
+            counter.increment(now.saturating_sub(*reported));
+            *reported = now;
+        }
+        let snapshot = Snapshot {
+            participants,
+            relationships: self.conference.relationships(),
+            counters,
+            floor: self.conference.floor(),
+            started_at: Some(self.started_at),
+            stopped: false,
+        };
+        self.snapshot_tx.send_replace(Arc::new(snapshot));
+    }
+
+    fn shutdown(&mut self) {
+        let ids: Vec<_> = self.legs.keys().copied().collect();
+        for id in ids {
+            let _ = self.remove(id, true);
+        }
+        self.forward_events();
+        metrics::gauge!("mixminus_conferences").decrement(1.0);
+    }
+
+    fn publish_stopped(&mut self) {
+        let mut snapshot = (**self.snapshot_tx.borrow()).clone();
+        snapshot.stopped = true;
+        snapshot.participants.clear();
+        snapshot.relationships.clear();
+        self.snapshot_tx.send_replace(Arc::new(snapshot));
+    }
+}

@@ -1,0 +1,271 @@
+//! Just enough SDP (RFC 4566 / 3264) for an audio leg: read an offer, pick our codec, write
+//! the answer. Parse, don't validate: an offer becomes an [`AudioOffer`] or an error naming
+//! what is wrong; nothing else about the text is trusted.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::codec::{CodecKind, CodecParams};
+
+/// The RFC 6464 header extension URI.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// Offers longer than this are refused.
+pub const MAX_SDP_LEN: usize = 16 * 1024;
+
+/// Why an offer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SdpError {
+    /// Longer than [`MAX_SDP_LEN`].
+    #[error("the SDP is too long")]
+    TooLong,
+    /// No `m=audio` line.
+    #[error("no m=audio section")]
+    NoAudio,
+    /// No usable connection address (`c=`).
+    #[error("no usable c= connection address")]
+    NoConnection,
+    /// A line that does not parse; the text names it.
+    #[error("malformed {0} line")]
+    Malformed(&'static str),
+    /// None of the offered codecs is one we mix.
+    #[error("no common codec (we take opus/48000, PCMU/8000, PCMA/8000, L16)")]
+    NoCommonCodec,
+}
+
+/// What we take from an offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AudioOffer {
+    /// Where the offerer receives RTP.
+    pub remote: SocketAddr,
+    /// The codec we chose among those offered (our preference: Opus, PCMU, PCMA, L16).
+    pub codec: CodecParams,
+    /// The offered `a=extmap` id of the RFC 6464 audio level, if any.
+    pub audio_level_ext: Option<u8>,
+    /// Whether RTCP is multiplexed on the RTP port (`a=rtcp-mux`).
+    pub rtcp_mux: bool,
+}
+
+impl AudioOffer {
+    /// Parses an offer. `ptime_ms` is used when the offer has no `a=ptime`.
+    pub fn parse(sdp: &str, ptime_ms: u32) -> Result<Self, SdpError> {
+        if sdp.len() > MAX_SDP_LEN {
+            return Err(SdpError::TooLong);
+        }
+        let mut session_ip: Option<IpAddr> = None;
+        let mut media_ip: Option<IpAddr> = None;
+        let mut port: Option<u16> = None;
+        let mut payload_types: Vec<u8> = Vec::new();
+        let mut rtpmaps: Vec<(u8, String, u32)> = Vec::new();
+        let mut ptime = None;
+        let mut audio_level_ext = None;
+        let mut rtcp_mux = false;
+        let mut in_audio = false;
+        let mut seen_audio = false;
+        for line in sdp.lines().map(str::trim_end) {
+            let Some((kind, value)) = line.split_once('=') else { continue };
+            match kind {
+                "m" => {
+                    in_audio = value.starts_with("audio ") && !seen_audio;
+                    if in_audio {
+                        seen_audio = true;
+                        let mut fields = value.split_ascii_whitespace().skip(1);
+                        port = Some(
+                            fields
+                                .next()
+                                .and_then(|p| p.parse().ok())
+                                .ok_or(SdpError::Malformed("m="))?,
+                        );
+                        let _proto = fields.next().ok_or(SdpError::Malformed("m="))?;
+                        for pt in fields.take(64) {
+                            payload_types.push(pt.parse().map_err(|_| SdpError::Malformed("m="))?);
+                        }
+                    }
+                }
+                "c" => {
+                    let ip = parse_connection(value)?;
+                    if seen_audio && in_audio {
+                        media_ip = Some(ip);
+                    } else if !seen_audio {
+                        session_ip = Some(ip);
+                    }
+                }
+                "a" if in_audio => {
+                    if let Some(map) = value.strip_prefix("rtpmap:") {
+                        if let Some(entry) = parse_rtpmap(map) {
+                            rtpmaps.push(entry);
+                        } else {
+                            return Err(SdpError::Malformed("a=rtpmap"));
+                        }
+                    } else if let Some(p) = value.strip_prefix("ptime:") {
+                        ptime = Some(
+                            p.trim().parse::<u32>().map_err(|_| SdpError::Malformed("a=ptime"))?,
+                        );
+                    } else if let Some(ext) = value.strip_prefix("extmap:") {
+                        let mut parts = ext.split_ascii_whitespace();
+                        let id =
+                            parts.next().and_then(|id| id.split('/').next()?.parse::<u8>().ok());
+                        if parts.next() == Some(AUDIO_LEVEL_URI) {
+                            audio_level_ext = id.filter(|id| (1..=14).contains(id));
+                        }
+                    } else if value == "rtcp-mux" {
+                        rtcp_mux = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !seen_audio {
+            return Err(SdpError::NoAudio);
+        }
+        let ip = media_ip.or(session_ip).ok_or(SdpError::NoConnection)?;
+        let port = port.filter(|&p| p != 0).ok_or(SdpError::Malformed("m="))?;
+        let ptime_ms = ptime.unwrap_or(ptime_ms);
+        let codec =
+            choose_codec(&payload_types, &rtpmaps, ptime_ms).ok_or(SdpError::NoCommonCodec)?;
+        Ok(Self { remote: SocketAddr::new(ip, port), codec, audio_level_ext, rtcp_mux })
+    }
+
+    /// Our answer: the chosen codec on `local`.
+    pub fn answer(&self, local: SocketAddr, session_id: u64) -> String {
+        let ip_kind = if local.is_ipv4() { "IP4" } else { "IP6" };
+        let pt = self.codec.payload_type;
+        let mut sdp = String::with_capacity(512);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            sdp,
+            "v=0\r\no=mixminus {session_id} 1 IN {ip_kind} {ip}\r\ns=mixminus\r\nc=IN {ip_kind} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/{rate}{channels}\r\na=ptime:{ptime}\r\n",
+            ip = local.ip(),
+            port = local.port(),
+            name = codec_name(self.codec.kind),
+            rate = self.codec.clock_rate,
+            channels = if self.codec.kind == CodecKind::Opus { "/2" } else { "" },
+            ptime = self.codec.ptime_ms,
+        );
+        if let Some(id) = self.audio_level_ext {
+            let _ = write!(sdp, "a=extmap:{id} {AUDIO_LEVEL_URI}\r\n");
+        }
+        if self.rtcp_mux {
+            sdp.push_str("a=rtcp-mux\r\n");
+        }
+        sdp.push_str("a=sendrecv\r\n");
+        sdp
+    }
+}
+
+fn parse_connection(value: &str) -> Result<IpAddr, SdpError> {
+    let mut fields = value.split_ascii_whitespace();
+    let (Some("IN"), Some(_kind), Some(addr)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return Err(SdpError::Malformed("c="));
+    };
+    // Multicast addresses may carry /ttl: we take the address only.
+    addr.split('/').next().and_then(|a| a.parse().ok()).ok_or(SdpError::Malformed("c="))
+}
+
+fn parse_rtpmap(map: &str) -> Option<(u8, String, u32)> {
+    let (pt, encoding) = map.split_once(' ')?;
+    let mut parts = encoding.trim().split('/');
+    let name = parts.next()?.to_ascii_lowercase();
+    let rate = parts.next()?.parse().ok()?;
+    if name.len() > 32 {
+        return None;
+    }
+    Some((pt.parse().ok()?, name, rate))
+}
+
+fn codec_name(kind: CodecKind) -> &'static str {
+    match kind {
+        CodecKind::Opus => "opus",
+        CodecKind::Pcmu => "PCMU",
+        CodecKind::Pcma => "PCMA",
+        _ => "L16",
+    }
+}
+
+fn choose_codec(pts: &[u8], rtpmaps: &[(u8, String, u32)], ptime_ms: u32) -> Option<CodecParams> {
+    let lookup = |pt: u8| -> Option<(CodecKind, u32)> {
+        if let Some((_, name, rate)) = rtpmaps.iter().find(|(p, _, _)| *p == pt) {
+            return match name.as_str() {
+                "opus" if *rate == 48_000 => Some((CodecKind::Opus, 48_000)),
+                "pcmu" if *rate == 8_000 => Some((CodecKind::Pcmu, 8_000)),
+                "pcma" if *rate == 8_000 => Some((CodecKind::Pcma, 8_000)),
+                "l16" if matches!(rate, 8_000 | 16_000 | 24_000 | 48_000) => {
+                    Some((CodecKind::L16, *rate))
+                }
+                _ => None,
+            };
+        }
+        // Static payload types need no rtpmap.
+        match pt {
+            0 => Some((CodecKind::Pcmu, 8_000)),
+            8 => Some((CodecKind::Pcma, 8_000)),
+            _ => None,
+        }
+    };
+    let preference = [CodecKind::Opus, CodecKind::Pcmu, CodecKind::Pcma, CodecKind::L16];
+    for want in preference {
+        for &pt in pts {
+            if let Some((kind, rate)) = lookup(pt).filter(|(k, _)| *k == want) {
+                let mut params = CodecParams::new(kind);
+                params.payload_type = pt;
+                params.clock_rate = rate;
+                params.ptime_ms = ptime_ms;
+                return Some(params);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WEBRTC_LIKE: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+        m=audio 40000 RTP/AVP 111 0 8 101\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\n\
+        a=rtpmap:101 telephone-event/8000\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+        a=ptime:20\r\na=rtcp-mux\r\n";
+
+    #[test]
+    fn picks_opus_and_reads_the_extras() {
+        let offer = AudioOffer::parse(WEBRTC_LIKE, 20).unwrap();
+        assert_eq!(offer.remote, "10.0.0.5:40000".parse().unwrap());
+        assert_eq!(offer.codec.kind, CodecKind::Opus);
+        assert_eq!(offer.codec.payload_type, 111);
+        assert_eq!(offer.audio_level_ext, Some(1));
+        assert!(offer.rtcp_mux);
+        let answer = offer.answer("127.0.0.1:20000".parse().unwrap(), 7);
+        assert!(answer.contains("m=audio 20000 RTP/AVP 111\r\n"));
+        assert!(answer.contains("a=rtpmap:111 opus/48000/2\r\n"));
+        assert!(answer.contains("c=IN IP4 127.0.0.1\r\n"));
+    }
+
+    #[test]
+    fn static_payload_types_need_no_rtpmap() {
+        let sdp = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 5004 RTP/AVP 8 0\r\n";
+        let offer = AudioOffer::parse(sdp, 20).unwrap();
+        assert_eq!(offer.codec.kind, CodecKind::Pcmu);
+        assert_eq!(offer.codec.payload_type, 0);
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        assert_eq!(AudioOffer::parse("v=0\r\n", 20), Err(SdpError::NoAudio));
+        assert_eq!(
+            AudioOffer::parse("m=audio 5004 RTP/AVP 0\r\n", 20),
+            Err(SdpError::NoConnection)
+        );
+        assert_eq!(
+            AudioOffer::parse("c=IN IP4 1.2.3.4\r\nm=audio 5004 RTP/AVP 9\r\n", 20),
+            Err(SdpError::NoCommonCodec)
+        );
+        assert_eq!(
+            AudioOffer::parse("c=IN IP4 1.2.3.4\r\nm=audio x RTP/AVP 0\r\n", 20),
+            Err(SdpError::Malformed("m="))
+        );
+        assert_eq!(AudioOffer::parse(&"a".repeat(MAX_SDP_LEN + 1), 20), Err(SdpError::TooLong));
+    }
+}

@@ -1,0 +1,140 @@
+//! Counters of a leg and of a conference, published in snapshots and as metrics.
+
+/// Why a datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Not a valid RTP packet (bad version, truncated, bad padding, CSRCs or extension past
+    /// the end, empty).
+    Malformed,
+    /// Larger than any audio frame needs.
+    Oversized,
+    /// From an address other than the latched source.
+    WrongSource,
+    /// A payload type this leg did not negotiate.
+    PayloadType,
+    /// Already received.
+    Duplicate,
+    /// Arrived after its playout time.
+    Late,
+    /// The jitter buffer was full.
+    Overflow,
+    /// The decoder refused the payload (the frame was concealed instead).
+    Undecodable,
+    /// RTCP that could not be parsed.
+    BadRtcp,
+    /// The socket reported an error.
+    SocketError,
+}
+
+impl DropReason {
+    /// Every reason, for metrics registration.
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Malformed,
+        DropReason::Oversized,
+        DropReason::WrongSource,
+        DropReason::PayloadType,
+        DropReason::Duplicate,
+        DropReason::Late,
+        DropReason::Overflow,
+        DropReason::Undecodable,
+        DropReason::BadRtcp,
+        DropReason::SocketError,
+    ];
+
+    /// A short label (Prometheus `reason`).
+    pub const fn label(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::Oversized => "oversized",
+            DropReason::WrongSource => "wrong_source",
+            DropReason::PayloadType => "payload_type",
+            DropReason::Duplicate => "duplicate",
+            DropReason::Late => "late",
+            DropReason::Overflow => "overflow",
+            DropReason::Undecodable => "undecodable",
+            DropReason::BadRtcp => "bad_rtcp",
+            DropReason::SocketError => "socket_error",
+        }
+    }
+}
+
+/// Counters of one participant's leg.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LegStats {
+    /// RTP packets accepted.
+    pub packets_in: u64,
+    /// Bytes of accepted RTP packets.
+    pub bytes_in: u64,
+    /// RTP packets sent.
+    pub packets_out: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Frames decoded (including concealment and FEC).
+    pub decodes: u64,
+    /// Lost frames concealed by the decoder.
+    pub concealed: u64,
+    /// Lost frames recovered from Opus in-band FEC.
+    pub fec_recovered: u64,
+    /// Frames not decoded because RFC 6464 marked them silent.
+    pub silent_skipped: u64,
+    /// SSRC changes seen.
+    pub ssrc_changes: u64,
+    /// RTCP packets received.
+    pub rtcp_in: u64,
+    /// Dropped datagrams, by reason (indexed like [`DropReason::ALL`]).
+    pub dropped: [u64; 10],
+}
+
+impl LegStats {
+    pub(crate) fn drop(&mut self, reason: DropReason) {
+        self.dropped[reason as usize] += 1;
+    }
+
+    /// Dropped datagrams for one reason.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize]
+    }
+
+    /// Dropped datagrams, all reasons.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+}
+
+/// Counters of a conference's task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConferenceCounters {
+    /// Ticks run.
+    pub ticks: u64,
+    /// Ticks that started more than one frame late.
+    pub late_ticks: u64,
+    /// Ticks skipped to catch up after a long stall.
+    pub skipped_ticks: u64,
+    /// Duration of the last tick, µs.
+    pub last_tick_us: u64,
+    /// Longest tick so far, µs.
+    pub max_tick_us: u64,
+    /// Encodes in the last tick.
+    pub encodes_last_tick: u32,
+    /// Most encodes in any tick.
+    pub max_encodes_per_tick: u32,
+    /// Decodes in the last tick.
+    pub decodes_last_tick: u32,
+    /// Encodes so far.
+    pub encodes_total: u64,
+    /// Decodes so far.
+    pub decodes_total: u64,
+    /// Live encoders (one per group and codec).
+    pub encoders: u32,
+    /// Mix groups in the last tick.
+    pub groups: u32,
+    /// Sources mixed in the last tick.
+    pub active: u32,
+    /// Packets sent so far.
+    pub packets_out: u64,
+    /// Datagrams dropped so far, all legs (including legs that left), by reason.
+    pub dropped: [u64; 10],
+}
