@@ -98,7 +98,7 @@ async fn encodes_grow_with_groups_not_listeners() {
     let mut ids = Vec::new();
     for i in 0..53 {
         let joined = conference.join(JoinRequest::new(codec, None)).await.unwrap();
-        let tone = (i < 3).then(|| TONES[i]);
+        let tone = TONES.get(i).copied().filter(|_| i < 3);
         clients.push(
             ToneClient::start(ToneClientConfig::new(codec, tone), any_port(), joined.local_rtp)
                 .await

@@ -59,6 +59,7 @@ pub use packet::{
     is_rtcp, write_rtp_header, write_rtp_header_with_audio_level, AudioLevel, PacketError,
     RtpHeader, RtpPacket, MAX_RTP_DATAGRAM,
 };
+pub use rtcp::{parse_rtcp, RtcpError, RtcpSummary};
 pub use runtime::{
     Bridge, BridgeConfig, ConferenceHandle, ConferenceSettings, JoinRequest, Joined, LegSnapshot,
     RuntimeError, Snapshot,

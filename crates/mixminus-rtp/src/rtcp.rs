@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rtcp::goodbye::Goodbye;
+use rtcp::receiver_report::ReceiverReport;
 use rtcp::reception_report::ReceptionReport;
 use rtcp::sender_report::SenderReport;
 
@@ -14,6 +15,57 @@ use crate::stats::DropReason;
 /// Seconds from 1900 (NTP's epoch) to 1970.
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
+/// What we take from a compound RTCP packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RtcpSummary {
+    /// Sources that said BYE.
+    pub bye: Vec<u32>,
+    /// The sender of a sender report, if one was present.
+    pub sender_report_ssrc: Option<u32>,
+    /// (source, fraction lost /256, cumulative lost, jitter) from reception reports.
+    pub reception: Vec<(u32, u8, u32, u32)>,
+}
+
+/// Why an RTCP datagram was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RtcpError {
+    /// Larger than any RTCP we accept.
+    #[error("RTCP datagram too large")]
+    TooLarge,
+    /// The `rtcp` crate could not parse it; the text says why.
+    #[error("malformed RTCP: {0}")]
+    Malformed(String),
+}
+
+/// Parses one compound RTCP datagram (through the `rtcp` crate) into what the mixer uses.
+pub fn parse_rtcp(datagram: &[u8]) -> Result<RtcpSummary, RtcpError> {
+    if datagram.len() > crate::MAX_RTP_DATAGRAM {
+        return Err(RtcpError::TooLarge);
+    }
+    let mut raw = Bytes::copy_from_slice(datagram);
+    let packets =
+        rtcp::packet::unmarshal(&mut raw).map_err(|e| RtcpError::Malformed(e.to_string()))?;
+    let mut summary = RtcpSummary::default();
+    for packet in &packets {
+        let any = packet.as_any();
+        if let Some(bye) = any.downcast_ref::<Goodbye>() {
+            summary.bye.extend(bye.sources.iter().take(32));
+        } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+            summary.sender_report_ssrc = Some(sr.ssrc);
+            summary.reception.extend(sr.reports.iter().take(32).map(reception));
+        } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+            summary.reception.extend(rr.reports.iter().take(32).map(reception));
+        }
+    }
+    Ok(summary)
+}
+
+fn reception(r: &ReceptionReport) -> (u32, u8, u32, u32) {
+    (r.ssrc, r.fraction_lost, r.total_lost, r.jitter)
+}
+
 /// Handles one RTCP datagram from the peer (on the RTCP port or muxed on the RTP port).
 pub(crate) fn on_rtcp(leg: &mut Leg, datagram: &[u8], from: SocketAddr) {
     // RTCP is only trusted from the peer's address (the latched RTP source's host).
@@ -21,23 +73,15 @@ pub(crate) fn on_rtcp(leg: &mut Leg, datagram: &[u8], from: SocketAddr) {
         leg.stats.drop(DropReason::WrongSource);
         return;
     }
-    let mut raw = Bytes::copy_from_slice(datagram);
-    let packets = match rtcp::packet::unmarshal(&mut raw) {
-        Ok(packets) => packets,
-        Err(_) => {
-            leg.stats.drop(DropReason::BadRtcp);
-            return;
-        }
+    let Ok(summary) = parse_rtcp(datagram) else {
+        leg.stats.drop(DropReason::BadRtcp);
+        return;
     };
     leg.stats.rtcp_in += 1;
     leg.learn_rtcp_source(from);
     leg.last_rx = Some(Instant::now());
-    for packet in &packets {
-        if let Some(bye) = packet.as_any().downcast_ref::<Goodbye>() {
-            if leg.ssrc_in().is_none_or(|ssrc| bye.sources.contains(&ssrc)) {
-                leg.bye = true;
-            }
-        }
+    if !summary.bye.is_empty() && leg.ssrc_in().is_none_or(|ssrc| summary.bye.contains(&ssrc)) {
+        leg.bye = true;
     }
 }
 
@@ -95,4 +139,40 @@ fn ntp_now() -> u64 {
     let secs = since.as_secs() + NTP_UNIX_OFFSET;
     let frac = ((since.subsec_nanos() as u64) << 32) / 1_000_000_000;
     (secs << 32) | frac
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bye_and_reports_refuses_garbage() {
+        let bye = Goodbye { sources: vec![7, 9], reason: Bytes::new() };
+        let sr = SenderReport {
+            ssrc: 42,
+            reports: vec![ReceptionReport {
+                ssrc: 7,
+                fraction_lost: 12,
+                total_lost: 3,
+                jitter: 80,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let compound = rtcp::packet::marshal(&[Box::new(sr), Box::new(bye)]).unwrap();
+        let summary = parse_rtcp(&compound).unwrap();
+        assert_eq!(summary.bye, vec![7, 9]);
+        assert_eq!(summary.sender_report_ssrc, Some(42));
+        assert_eq!(summary.reception, vec![(7, 12, 3, 80)]);
+        assert!(parse_rtcp(&[0x80, 200, 0, 99, 1, 2]).is_err());
+        assert!(parse_rtcp(&[]).is_err());
+        assert_eq!(parse_rtcp(&[0x80; 2000]), Err(RtcpError::TooLarge));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = parse_rtcp(&bytes);
+        }
+    }
 }
