@@ -2,19 +2,42 @@
 //!
 //! A Kazoo-shaped HTTP API (crossbar v2: `{"data": …}` requests, Kazoo's response and
 //! error envelopes, `X-Auth-Token`) over a registry of running conferences, each driven by
-//! a `mixminus-rtp` conference task. A Kazoo client works unchanged: it creates
+//! a [`mixminus_rtp`] conference task. A Kazoo client works unchanged: it creates
 //! conferences, lists participants with their live flags, relates them (`deaf` / `mute` /
 //! `clear`), mutes, deafens and kicks; mixminus adds a media `join` action, the
 //! relationship matrix, server-sent events and Prometheus metrics.
 //!
-//! This commit holds the edge of the API — request bodies parsed into typed values
-//! ([`doc`], [`relate`], [`join`]), Kazoo's envelopes ([`envelope`], [`error`]), tokens
-//! ([`auth`]) and the server's configuration ([`config`]); the routes and the registry
-//! follow with the runtime they drive.
+//! - [`api`]: the routes ([`Api`] builds the axum router);
+//! - [`registry`]: the running conferences and their participants' call metadata;
+//! - [`doc`], [`relate`], [`join`]: request bodies parsed into typed values, strictly;
+//! - [`envelope`], [`error`]: Kazoo's response and error envelopes;
+//! - [`auth`]: tokens; [`config`]: the server's TOML configuration.
+//!
+//! ## Embedding
+//!
+//! ```no_run
+//! use mixminus_control::{Api, Auth, Registry};
+//! use mixminus_control::config::AccountScope;
+//! use mixminus_rtp::{Bridge, BridgeConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let bridge = Bridge::new(BridgeConfig::default())?;
+//! let registry = Registry::new(bridge, 100);
+//! let auth = Auth::default().with_token("change-me", AccountScope::All);
+//! let app = Api::new(registry.clone(), auth).node("edge1").router();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! axum::serve(listener, app).await?;
+//! registry.stop_all().await; // every participant gets an RTCP BYE
+//! # Ok(()) }
+//! ```
+//!
+//! Then `curl -H 'X-Auth-Token: change-me' -X PUT -d '{"data": {"name": "standup"}}'
+//! http://127.0.0.1:8000/v2/accounts/acc1/conferences`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod doc;
@@ -22,8 +45,11 @@ pub mod envelope;
 pub mod error;
 mod fields;
 pub mod join;
+pub mod registry;
 pub mod relate;
 
+pub use api::Api;
 pub use auth::Auth;
 pub use config::Config;
 pub use error::ApiError;
+pub use registry::Registry;

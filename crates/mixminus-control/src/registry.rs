@@ -1,0 +1,466 @@
+//! The registry of running conferences: per account, an id → entry map (dashmap). An entry
+//! holds the Kazoo document, the lock flag, each participant's call metadata and the
+//! runtime's [`ConferenceHandle`]. Entries are handed out as `Arc`s so no map guard is ever
+//! held across an `.await`; live state (participants, flags, matrix) is read from the
+//! handle's snapshot, never cached here.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use mixminus_core::ParticipantId;
+use mixminus_rtp::{
+    Bridge, CodecKind, CodecParams, ConferenceHandle, ConferenceSettings, LegSnapshot, Snapshot,
+};
+use serde_json::{json, Value};
+
+use crate::doc::ConferenceDoc;
+use crate::envelope::gregorian_seconds;
+use crate::join::{CodecName, RtpCodec};
+use crate::ApiError;
+
+/// The conferences a server runs, on one [`Bridge`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    bridge: Bridge,
+    conferences: DashMap<(String, String), Arc<ConferenceEntry>>,
+    max_conferences: usize,
+}
+
+/// One running conference.
+#[derive(Debug)]
+pub struct ConferenceEntry {
+    id: String,
+    account_id: String,
+    doc: RwLock<ConferenceDoc>,
+    revision: AtomicU64,
+    locked: AtomicBool,
+    created_at: SystemTime,
+    members: Mutex<HashMap<ParticipantId, ParticipantMeta>>,
+    handle: ConferenceHandle,
+}
+
+/// What the control plane knows about a participant beyond the mixer: its call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ParticipantMeta {
+    /// Kazoo's `call_id`.
+    pub call_id: String,
+    /// Caller id name.
+    pub caller_id_name: Option<String>,
+    /// Caller id number.
+    pub caller_id_number: Option<String>,
+    /// When it joined.
+    pub joined_at: SystemTime,
+}
+
+impl ParticipantMeta {
+    /// Metadata for a participant joining now.
+    pub fn new(
+        call_id: String,
+        caller_id_name: Option<String>,
+        caller_id_number: Option<String>,
+    ) -> Self {
+        Self { call_id, caller_id_name, caller_id_number, joined_at: SystemTime::now() }
+    }
+}
+
+impl Registry {
+    /// A registry starting conferences on `bridge`, at most `max_conferences` at once.
+    pub fn new(bridge: Bridge, max_conferences: usize) -> Self {
+        Self { inner: Arc::new(Inner { bridge, conferences: DashMap::new(), max_conferences }) }
+    }
+
+    /// The bridge.
+    pub fn bridge(&self) -> &Bridge {
+        &self.inner.bridge
+    }
+
+    /// Starts a conference for `doc` in `account` (inside a tokio runtime). Its id is the
+    /// document's `id` when given, else a fresh UUID (32 hex digits, like Kazoo's ids).
+    pub fn create(
+        &self,
+        account: &str,
+        doc: ConferenceDoc,
+    ) -> Result<Arc<ConferenceEntry>, ApiError> {
+        if self.inner.conferences.len() >= self.inner.max_conferences {
+            return Err(ApiError::Conflict {
+                field: "conference".into(),
+                rule: "max_conferences",
+                message: format!("at most {} conferences at once", self.inner.max_conferences),
+            });
+        }
+        let id = doc.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        match self.inner.conferences.entry((account.to_owned(), id.clone())) {
+            Entry::Occupied(_) => Err(ApiError::Conflict {
+                field: "id".into(),
+                rule: "unique",
+                message: format!("conference {id} already exists"),
+            }),
+            Entry::Vacant(slot) => {
+                let handle = self.inner.bridge.start_conference(settings(&doc))?;
+                let entry = Arc::new(ConferenceEntry {
+                    id,
+                    account_id: account.to_owned(),
+                    doc: RwLock::new(doc),
+                    revision: AtomicU64::new(1),
+                    locked: AtomicBool::new(false),
+                    created_at: SystemTime::now(),
+                    members: Mutex::new(HashMap::new()),
+                    handle,
+                });
+                slot.insert(entry.clone());
+                metrics::gauge!("mixminus_control_conferences").increment(1.0);
+                Ok(entry)
+            }
+        }
+    }
+
+    /// The conference `id` of `account`.
+    pub fn get(&self, account: &str, id: &str) -> Result<Arc<ConferenceEntry>, ApiError> {
+        self.inner
+            .conferences
+            .get(&(account.to_owned(), id.to_owned()))
+            .map(|e| e.value().clone())
+            .ok_or_else(|| ApiError::NotFound { kind: "conference", id: id.to_owned() })
+    }
+
+    /// The conferences of `account`, oldest first.
+    pub fn list(&self, account: &str) -> Vec<Arc<ConferenceEntry>> {
+        let mut all: Vec<_> = self
+            .inner
+            .conferences
+            .iter()
+            .filter(|e| e.key().0 == account)
+            .map(|e| e.value().clone())
+            .collect();
+        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        all
+    }
+
+    /// Ends a conference: every participant gets an RTCP BYE, every port is released.
+    pub async fn remove(&self, account: &str, id: &str) -> Result<Arc<ConferenceEntry>, ApiError> {
+        let (_, entry) = self
+            .inner
+            .conferences
+            .remove(&(account.to_owned(), id.to_owned()))
+            .ok_or_else(|| ApiError::NotFound { kind: "conference", id: id.to_owned() })?;
+        metrics::gauge!("mixminus_control_conferences").decrement(1.0);
+        entry.handle.stop().await?;
+        Ok(entry)
+    }
+
+    /// The conference of `account` that has a participant with `call_id`.
+    pub fn find_call(
+        &self,
+        account: &str,
+        call_id: &str,
+    ) -> Option<(Arc<ConferenceEntry>, ParticipantId)> {
+        self.list(account).into_iter().find_map(|entry| {
+            let id = entry.participant_by_call(call_id)?;
+            Some((entry, id))
+        })
+    }
+
+    /// Stops every conference (graceful shutdown).
+    pub async fn stop_all(&self) {
+        let keys: Vec<_> = self.inner.conferences.iter().map(|e| e.key().clone()).collect();
+        for (account, id) in keys {
+            if let Err(e) = self.remove(&account, &id).await {
+                tracing::warn!(conference = %id, error = %e, "stopping conference failed");
+            }
+        }
+    }
+
+    /// Conferences running, all accounts.
+    pub fn len(&self) -> usize {
+        self.inner.conferences.len()
+    }
+
+    /// Whether none runs.
+    pub fn is_empty(&self) -> bool {
+        self.inner.conferences.is_empty()
+    }
+}
+
+impl ConferenceEntry {
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its account.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// The runtime handle.
+    pub fn handle(&self) -> &ConferenceHandle {
+        &self.handle
+    }
+
+    /// The current document.
+    pub fn doc(&self) -> ConferenceDoc {
+        self.doc.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the document, unless it changes what a running conference cannot change.
+    pub fn replace_doc(&self, new: ConferenceDoc) -> Result<(), ApiError> {
+        let mut doc = self.doc.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(field) = new.immutable_change(&doc) {
+            return Err(ApiError::Conflict {
+                field: field.into(),
+                rule: "immutable",
+                message: "cannot change while the conference runs; create a new conference".into(),
+            });
+        }
+        *doc = new;
+        self.revision.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Kazoo-style revision: `"<n>-<id>"`, bumped by every document or lock change.
+    pub fn revision(&self) -> String {
+        format!("{}-{}", self.revision.load(Ordering::Relaxed), self.id)
+    }
+
+    /// Whether joins are refused.
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed)
+    }
+
+    /// Locks or unlocks; returns whether it changed.
+    pub fn set_locked(&self, locked: bool) -> bool {
+        let changed = self.locked.swap(locked, Ordering::Relaxed) != locked;
+        if changed {
+            self.revision.fetch_add(1, Ordering::Relaxed);
+        }
+        changed
+    }
+
+    /// Records a joined participant's call metadata.
+    pub fn add_member(&self, id: ParticipantId, meta: ParticipantMeta) {
+        self.members.lock().unwrap_or_else(|p| p.into_inner()).insert(id, meta);
+    }
+
+    /// Forgets a participant's metadata.
+    pub fn remove_member(&self, id: ParticipantId) {
+        self.members.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    /// A participant's metadata.
+    pub fn member(&self, id: ParticipantId) -> Option<ParticipantMeta> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    /// The participant whose call is `call_id`.
+    pub fn participant_by_call(&self, call_id: &str) -> Option<ParticipantId> {
+        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        members.iter().find(|(_, m)| m.call_id == call_id).map(|(id, _)| *id)
+    }
+
+    /// Participants counted against the limit (ghosts are not).
+    pub fn counted(&self, snapshot: &Snapshot) -> usize {
+        snapshot.participants.iter().filter(|l| !l.info.ghost).count()
+    }
+
+    /// Seconds since the conference started.
+    pub fn duration(&self) -> u64 {
+        self.created_at.elapsed().map_or(0, |d| d.as_secs())
+    }
+
+    /// Kazoo's participant object for one leg.
+    pub fn participant_json(&self, leg: &LegSnapshot, snapshot: &Snapshot, node: &str) -> Value {
+        let meta = self.member(leg.info.id);
+        let doc_threshold = self.doc().profile.energy_level.unwrap_or(100);
+        let joined_at = meta.as_ref().map_or(leg.joined_at, |m| m.joined_at);
+        let info = &leg.info;
+        let mut rtp = json!({
+            "local_ip": leg.local_rtp.ip().to_string(),
+            "local_port": leg.local_rtp.port(),
+            "codec": codec_name(leg.codec.kind).as_str(),
+            "payload_type": leg.codec.payload_type,
+            "rate": leg.codec.clock_rate,
+            "ptime": leg.codec.ptime_ms,
+        });
+        if let (Some(remote), Value::Object(map)) = (leg.remote.or(leg.latched), &mut rtp) {
+            map.insert("remote_ip".into(), remote.ip().to_string().into());
+            map.insert("remote_port".into(), remote.port().into());
+        }
+        json!({
+            "participant_id": info.id.get(),
+            "call_id": meta.as_ref().map(|m| m.call_id.clone()),
+            "caller_id_name": meta.as_ref().and_then(|m| m.caller_id_name.clone()),
+            "caller_id_number": meta.as_ref().and_then(|m| m.caller_id_number.clone()),
+            "conference_name": self.doc().name.unwrap_or_else(|| self.id.clone()),
+            "conference_uuid": self.id,
+            "switch_hostname": node,
+            "join_time": gregorian_seconds(joined_at),
+            "duration": joined_at.elapsed().unwrap_or(Duration::ZERO).as_secs(),
+            "conference_channel_vars": {
+                "energy_level": info.energy_threshold.unwrap_or(doc_threshold),
+                "current_energy": info.energy,
+                "floor": snapshot.floor == Some(info.id),
+                "hear": info.can_hear,
+                "speak": info.can_speak,
+                "talking": info.talking,
+                "mute_detect": false,
+                "is_moderator": info.moderator,
+                "member_ghost": info.ghost,
+                "member_id": info.id.get(),
+                "member_type": if info.moderator { "moderator" } else { "member" },
+                "see": true,
+                "video": false,
+            },
+            "rtp": rtp,
+        })
+    }
+
+    /// Every participant's object.
+    pub fn participants_json(&self, snapshot: &Snapshot, node: &str) -> Vec<Value> {
+        self.prune(snapshot);
+        snapshot.participants.iter().map(|leg| self.participant_json(leg, snapshot, node)).collect()
+    }
+
+    /// Kazoo's `_read_only` block.
+    pub fn read_only(&self, snapshot: &Snapshot, node: &str) -> Value {
+        let moderators =
+            snapshot.participants.iter().filter(|l| l.info.moderator && !l.info.ghost).count();
+        let members = self.counted(snapshot) - moderators;
+        json!({
+            "duration": self.duration(),
+            "is_locked": self.is_locked(),
+            "members": members,
+            "moderators": moderators,
+            "participants": self.participants_json(snapshot, node),
+        })
+    }
+
+    /// The list entry (Kazoo's list shape).
+    pub fn summary(&self, snapshot: &Snapshot) -> Value {
+        let doc = self.doc();
+        let full = doc.to_json(&self.id);
+        let moderators =
+            snapshot.participants.iter().filter(|l| l.info.moderator && !l.info.ghost).count();
+        json!({
+            "id": self.id,
+            "name": doc.name,
+            "owner_id": full.get("owner_id").cloned().unwrap_or(Value::Null),
+            "member": full["member"],
+            "moderator": full["moderator"],
+            "members": self.counted(snapshot) - moderators,
+            "admins": moderators,
+            "duration": self.duration(),
+            "is_locked": self.is_locked(),
+        })
+    }
+
+    /// The document with `_read_only`.
+    pub fn full_json(&self, node: &str) -> Value {
+        let snapshot = self.handle.snapshot();
+        let mut doc = self.doc().to_json(&self.id);
+        if let Value::Object(map) = &mut doc {
+            map.insert("_read_only".into(), self.read_only(&snapshot, node));
+        }
+        doc
+    }
+
+    /// Drops metadata of participants that left on their own (inactivity), once the
+    /// snapshot has had time to show a fresh join.
+    fn prune(&self, snapshot: &Snapshot) {
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        members.retain(|id, meta| {
+            snapshot.participants.iter().any(|l| l.info.id == *id)
+                || meta.joined_at.elapsed().unwrap_or(Duration::ZERO) < Duration::from_secs(5)
+        });
+    }
+}
+
+/// The runtime settings a document asks for.
+pub fn settings(doc: &ConferenceDoc) -> ConferenceSettings {
+    let mut settings = ConferenceSettings::new(doc.core_config());
+    settings.entry_tone = doc.play_entry_tone.plays();
+    settings.exit_tone = doc.play_exit_tone.plays();
+    settings
+}
+
+/// The runtime's codec parameters for a join's codec.
+pub fn codec_params(codec: &RtpCodec) -> CodecParams {
+    let kind = match codec.name {
+        CodecName::Opus => CodecKind::Opus,
+        CodecName::Pcmu => CodecKind::Pcmu,
+        CodecName::Pcma => CodecKind::Pcma,
+        _ => CodecKind::L16,
+    };
+    let mut params = CodecParams::new(kind);
+    if let Some(pt) = codec.payload_type {
+        params.payload_type = pt;
+    }
+    if let Some(rate) = codec.rate {
+        params.clock_rate = rate;
+    }
+    if let Some(ms) = codec.ptime_ms {
+        params.ptime_ms = ms;
+    }
+    params
+}
+
+/// The API's name of a runtime codec.
+pub fn codec_name(kind: CodecKind) -> CodecName {
+    match kind {
+        CodecKind::Opus => CodecName::Opus,
+        CodecKind::Pcmu => CodecName::Pcmu,
+        CodecKind::Pcma => CodecName::Pcma,
+        _ => CodecName::L16,
+    }
+}
+
+/// How a runtime refusal reads in the API.
+impl From<mixminus_rtp::RuntimeError> for ApiError {
+    fn from(e: mixminus_rtp::RuntimeError) -> Self {
+        use mixminus_core::Error as CoreError;
+        use mixminus_rtp::RuntimeError as R;
+        match e {
+            R::Core(CoreError::UnknownParticipant(id)) => {
+                ApiError::BadIdentifier { field: "participant_id".into(), id: json!(id.get()) }
+            }
+            R::Core(CoreError::SelfRelationship(id)) => ApiError::invalid_value(
+                "other_participant",
+                "not",
+                "a participant cannot be related to itself",
+                &json!(id.get()),
+            ),
+            R::Core(CoreError::EmptyRelate) => {
+                ApiError::invalid("participant_id", "minItems", "at least one participant per side")
+            }
+            R::Core(CoreError::ConferenceFull(n)) => ApiError::Conflict {
+                field: "max_participants".into(),
+                rule: "max_participants",
+                message: format!("the conference is full ({n} participants)"),
+            },
+            R::Core(CoreError::TooManyRelationships(n)) => ApiError::Conflict {
+                field: "relationship".into(),
+                rule: "maxItems",
+                message: format!("the conference would exceed {n} relationship records"),
+            },
+            R::Core(CoreError::GainOutOfRange) => {
+                ApiError::invalid("value", "maximum", "volume levels are -4..=4")
+            }
+            R::Core(CoreError::InvalidConfig(field)) => ApiError::invalid("profile", "enum", field),
+            R::Core(other) => ApiError::Internal(other.to_string()),
+            R::Closed => ApiError::NotFound { kind: "conference", id: "(stopped)".into() },
+            R::NoFreePorts => ApiError::Unavailable("no free RTP port pair".into()),
+            R::InvalidRequest(field) => ApiError::invalid("rtp", "format", field),
+            R::Codec(e) => ApiError::invalid("rtp.codec", "enum", e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The `mixminus` binary: the standalone bridge (`serve`) and its demo (`demo`).
+
+mod demo;
+mod serve;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mixminus_control::config::PortRange;
+
+/// mixminus: an audio conference bridge with a per-pair relationship matrix.
+#[derive(Debug, Parser)]
+#[command(name = "mixminus", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the standalone RTP conference bridge with its Kazoo-shaped HTTP API.
+    Serve(ServeArgs),
+    /// Starts a bridge in-process, joins four synthetic RTP participants each saying a
+    /// tone, relates them through the HTTP API and checks what each one hears.
+    Demo(DemoArgs),
+}
+
+/// `mixminus serve`: flags override the configuration file.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file (see the README).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// HTTP API address [default: 127.0.0.1:8000].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Address the RTP sockets bind to [default: 127.0.0.1].
+    #[arg(long)]
+    rtp_bind: Option<IpAddr>,
+    /// RTP port range, LO-HI [default: 20000-29999].
+    #[arg(long)]
+    rtp_ports: Option<PortRange>,
+}
+
+/// `mixminus demo`.
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// RTP port range the demo's bridge uses.
+    #[arg(long, default_value = "31000-31999")]
+    rtp_ports: PortRange,
+    /// How long each step listens before measuring, ms.
+    #[arg(long, default_value_t = 1200)]
+    settle_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mixminus: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

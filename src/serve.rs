@@ -1,0 +1,125 @@
+//! `mixminus serve`: configuration, logs, metrics, the HTTP API and graceful shutdown.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use mixminus_control::{Api, Auth, Config, Registry};
+use mixminus_rtp::{Bridge, BridgeConfig};
+
+use crate::ServeArgs;
+
+/// How long open connections (event streams) get to finish after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(10);
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(bind) = args.rtp_bind {
+        config.rtp_bind = bind;
+    }
+    if let Some(ports) = args.rtp_ports {
+        config.rtp_ports = ports;
+    }
+    config.validate()?;
+    init_logs(&config);
+
+    let auth = Auth::new(&config.tokens).with_env();
+    if auth.is_open() {
+        if !config.listen.ip().is_loopback() {
+            bail!(
+                "no API token configured (config `[[tokens]]` or MIXMINUS_AUTH_TOKEN): \
+                 refusing to listen on {} without one; listen on loopback or add a token",
+                config.listen
+            );
+        }
+        tracing::warn!("no API token configured: the API is open to anyone on this machine");
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(serve(config, auth))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logs(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.logging.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(config.logging.ansi).init();
+}
+
+async fn serve(config: Config, auth: Auth) -> anyhow::Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the Prometheus recorder")?;
+    let mut bridge_config = BridgeConfig::default();
+    bridge_config.rtp_bind = config.rtp_bind;
+    bridge_config.rtp_ports = (config.rtp_ports.low, config.rtp_ports.high);
+    bridge_config.inactivity_timeout = (config.inactivity_timeout_secs > 0)
+        .then(|| Duration::from_secs(config.inactivity_timeout_secs));
+    let bridge = Bridge::new(bridge_config).context("setting up the RTP port range")?;
+    let registry = Registry::new(bridge, config.max_conferences);
+    let app = Api::new(registry.clone(), auth)
+        .node(config.node.clone())
+        .body_limit(config.max_body_bytes)
+        .metrics(metrics)
+        .router();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(listen = %config.listen, rtp_bind = %config.rtp_bind,
+        rtp_ports = %config.rtp_ports, "mixminus serving");
+
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopping = registry.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: ending every conference");
+        // Ending the conferences sends every participant an RTCP BYE and closes the event
+        // streams, so the server can drain.
+        stopping.stop_all().await;
+        let _ = stopped_tx.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    tokio::select! {
+        result = server => result.context("HTTP server")?,
+        _ = async { let _ = stopped_rx.await; tokio::time::sleep(DRAIN).await } => {
+            tracing::warn!("connections still open after {DRAIN:?}: closing them");
+        }
+    }
+    registry.stop_all().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
