@@ -773,7 +773,8 @@ async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let entry = state.0.registry.get(&auth.account, &conference_id)?;
     let receiver = entry.handle().subscribe();
-    let weak = Arc::downgrade(&entry);
+    // Weak: an open stream must not keep an ended conference alive (its end closes us).
+    let weak = (Arc::downgrade(&entry), entry.id().to_owned());
     drop(entry);
     let stream = futures_util::stream::unfold((receiver, weak), |(mut rx, weak)| async move {
         loop {
@@ -798,7 +799,10 @@ async fn events(
 /// An event as SSE: Kazoo's participant event names (`add-member`, `del-member`,
 /// `start-talking`, `stop-talking`, `mute-member`, `unmute-member`, `deaf-member`,
 /// `undeaf-member`) plus mixminus's `floor-change` and `relate-member`.
-fn sse_event(event: &Event, entry: &Weak<ConferenceEntry>) -> Option<SseEvent> {
+fn sse_event(
+    event: &Event,
+    (entry, conference_id): &(Weak<ConferenceEntry>, String),
+) -> Option<SseEvent> {
     let (name, participant, mut data) = match event {
         Event::Joined(p) => ("add-member", Some(*p), json!({})),
         Event::Left(p) => ("del-member", Some(*p), json!({})),
@@ -830,9 +834,7 @@ fn sse_event(event: &Event, entry: &Weak<ConferenceEntry>) -> Option<SseEvent> {
     let entry = entry.upgrade();
     if let Value::Object(map) = &mut data {
         map.insert("event".into(), name.into());
-        if let Some(entry) = &entry {
-            map.insert("conference_id".into(), entry.id().into());
-        }
+        map.insert("conference_id".into(), conference_id.clone().into());
         if let Some(p) = participant {
             map.insert("participant_id".into(), p.get().into());
             if let Some(meta) = entry.as_ref().and_then(|e| e.member(p)) {
