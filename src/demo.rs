@@ -198,7 +198,7 @@ fn report(clients: &[ToneClient], matrix: &Matrix) -> bool {
                     (_, true) => "no ",
                     _ => "?? ",
                 };
-                format!(" {mark} {db:>5.0} dB{:<2}", if good { "" } else { "!" })
+                format!(" {mark} {db:>5.0} dB{:<1}", if good { "" } else { "!" })
             };
             row.push_str(&cell);
             row.push('|');
