@@ -2,11 +2,9 @@
 //! one frame per conference tick.
 //!
 //! One RTP packet carries one frame (the leg's ptime equals the conference frame), so the
-//! buffer works in extended sequence numbers. Its target depth follows the RFC 3550
-//! interarrival jitter estimate between a configured minimum and maximum. A sender whose
-//! clock runs fast fills the buffer: past the target for a second, one frame is dropped.
-//! One that runs slow empties it: the buffer then holds back (conceals a frame without
-//! advancing) rather than rushing. Memory is a fixed ring allocated at construction.
+//! buffer works in extended sequence numbers (from
+//! [`SequenceExtender`](crate::SequenceExtender)).
+//! [`JitterBuffer`] documents how it behaves, and why.
 
 use std::time::{Duration, Instant};
 
@@ -16,9 +14,9 @@ use bytes::Bytes;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JitterConfig {
-    /// Never play out with fewer frames buffered than this (at least 1).
+    /// Never start playing with fewer frames buffered than this (at least 1).
     pub min_depth: u16,
-    /// Never hold more than this; older frames are dropped (and counted) past it.
+    /// Never hold more than this; the oldest frames are dropped (and counted) past it.
     pub max_depth: u16,
 }
 
@@ -30,12 +28,15 @@ impl Default for JitterConfig {
 }
 
 impl JitterConfig {
-    /// Bounds in frames; `min_depth` at least 1, `max_depth` at least `min_depth`, at most
-    /// 100.
+    /// Bounds in frames; `min_depth` is clamped to 1..=[`MAX_DEPTH`](Self::MAX_DEPTH) and
+    /// `max_depth` to `min_depth..=MAX_DEPTH`.
     pub fn new(min_depth: u16, max_depth: u16) -> Self {
-        let min_depth = min_depth.clamp(1, 100);
-        Self { min_depth, max_depth: max_depth.clamp(min_depth, 100) }
+        let min_depth = min_depth.clamp(1, Self::MAX_DEPTH);
+        Self { min_depth, max_depth: max_depth.clamp(min_depth, Self::MAX_DEPTH) }
     }
+
+    /// The largest depth a buffer may be configured with (2 s of 20 ms frames).
+    pub const MAX_DEPTH: u16 = 100;
 }
 
 /// What happened to an inserted packet.
@@ -44,11 +45,18 @@ impl JitterConfig {
 pub enum InsertOutcome {
     /// Buffered.
     Accepted,
-    /// Already buffered: dropped.
+    /// Already buffered or recently played: dropped.
     Duplicate,
-    /// Its playout time has passed: dropped.
+    /// Behind the playout point: dropped.
     Late,
-    /// Too far ahead of playout to hold (the sender jumped): the buffer restarted there.
+    /// Buffered, but the buffer would have been deeper than `max_depth`: this many older
+    /// buffered packets were dropped to make room.
+    Overflow {
+        /// Buffered packets dropped.
+        dropped: u32,
+    },
+    /// Buffered after a jump too far to be a gap: everything older was discarded and the
+    /// buffer restarted at this packet.
     Resync,
 }
 
@@ -57,8 +65,9 @@ pub enum InsertOutcome {
 pub enum Playout {
     /// The frame's payload.
     Packet(Bytes),
-    /// The frame is missing; `fec_from` is the next packet's payload when already buffered
-    /// (Opus can rebuild the lost frame from its in-band FEC).
+    /// No payload for this frame: conceal it. `fec_from` is the next packet's payload when
+    /// already buffered (Opus can rebuild the lost frame from its in-band FEC); it is
+    /// `None` also when the buffer ran dry and holds its playout point.
     Lost {
         /// The next packet, if buffered.
         fec_from: Option<Bytes>,
@@ -67,70 +76,132 @@ pub enum Playout {
     Empty,
 }
 
-/// Counters.
+/// Counters, plus the current and target depth.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JitterStats {
-    /// Packets accepted.
+    /// Packets accepted into the buffer.
     pub received: u64,
     /// Duplicates dropped.
     pub duplicates: u64,
-    /// Late packets dropped.
+    /// Packets that arrived behind the playout point, dropped.
     pub late: u64,
-    /// Frames dropped because the buffer was past its maximum or drifting long.
-    pub dropped: u64,
-    /// Frames reported lost (never arrived in time).
+    /// Buffered packets dropped because the buffer was past `max_depth`.
+    pub overflow: u64,
+    /// Buffered frames dropped to catch up with a sender clock running fast.
+    pub drift_dropped: u64,
+    /// Frames whose packet never arrived in time (played as [`Playout::Lost`] or skipped).
     pub lost: u64,
+    /// Frames concealed while the buffer ran dry and held its playout point.
+    pub concealed: u64,
     /// Restarts after a far jump.
     pub resyncs: u64,
+    /// Frames from the playout point to the newest packet, holes included.
+    pub depth: u16,
+    /// The depth the buffer aims for now.
+    pub target_depth: u16,
 }
 
-/// Ring capacity; also the furthest ahead of playout a packet may land.
-const CAPACITY: usize = 128;
-/// Underrun frames concealed before the buffer decides the sender paused.
-const UNDERRUN_CONCEAL: u32 = 3;
-/// Pops spent above target (plus slack) before one frame is dropped to catch up.
-const DRIFT_PATIENCE: u32 = 50;
-
-/// The buffer.
+/// An adaptive jitter buffer for one stream, sans-IO.
+///
+/// Insert every packet as it arrives, with its arrival time; pop exactly once per
+/// conference frame. [`stats`](Self::stats) counts what happened.
+///
+/// How it behaves, and why:
+/// - **Target depth** follows the RFC 3550 interarrival jitter estimate (§6.4.1, spacing
+///   measured against media timestamps so a DTX pause is not mistaken for jitter): one
+///   frame plus two jitter deviations, between the configured minimum and maximum.
+/// - **Start**: nothing plays until the target depth is buffered. While filling, a packet
+///   reordered ahead of the first one is still accepted.
+/// - **Reordering** within the window is free: packets land in their slot. **Duplicates**
+///   (still buffered, or played recently) are dropped. A packet **behind the playout point**
+///   is late: dropped and counted (its frame was already reported lost).
+/// - **Loss**: a missing frame with later ones buffered is [`Playout::Lost`], carrying the
+///   next packet's payload when buffered, so Opus can decode the lost frame from its FEC.
+/// - **Underrun** (nothing buffered): the playout point holds still and the frame is
+///   concealed, so a late packet still plays and the buffer grows by one frame — this is
+///   how a slow sender clock or more jitter buys latency. After a few such frames the
+///   sender is taken to have paused (DTX, hold): [`Playout::Empty`] until it resumes.
+/// - **Drift**: if the depth at playout never drops to the target for a whole window (one
+///   second at 20 ms frames), that surplus was never needed: one frame is dropped. A fast
+///   sender clock is corrected this way, one frame at a time.
+/// - **Bounded memory**: the slots are allocated once; a packet that would make the buffer
+///   deeper than `max_depth` pushes the oldest frames out ([`InsertOutcome::Overflow`]).
+///   A jump further than any plausible gap restarts the buffer there.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use bytes::Bytes;
+/// use mixminus_rtp::{InsertOutcome, JitterBuffer, JitterConfig, Playout};
+///
+/// let t0 = Instant::now();
+/// let mut jb = JitterBuffer::new(JitterConfig::default(), 20, 48_000);
+/// // Packets 0 and 2 arrive; 1 is lost on the way.
+/// for seq in [0u64, 2] {
+///     let ts = seq as u32 * 960;
+///     assert_eq!(jb.insert(t0, seq, ts, Bytes::from(vec![seq as u8])), InsertOutcome::Accepted);
+/// }
+/// let tick = Duration::from_millis(20);
+/// assert_eq!(jb.pop(t0), Playout::Packet(Bytes::from(vec![0])));
+/// // Frame 1 is missing, but frame 2 (which carries Opus FEC for it) is here.
+/// assert_eq!(jb.pop(t0 + tick), Playout::Lost { fec_from: Some(Bytes::from(vec![2])) });
+/// assert_eq!(jb.pop(t0 + 2 * tick), Playout::Packet(Bytes::from(vec![2])));
+/// assert_eq!(jb.stats().lost, 1);
+/// ```
 #[derive(Debug)]
 pub struct JitterBuffer {
     config: JitterConfig,
-    frame: Duration,
-    slots: Vec<Option<(u64, Bytes)>>,
-    /// Next sequence number to play.
+    frame_us: f64,
+    clock_rate: f64,
+    /// A ring indexed by `seq % SLOTS`; more slots than `max_depth`, so recently played
+    /// sequence numbers are remembered for duplicate detection.
+    slots: Vec<Slot>,
+    /// The next sequence number to play; `None` before the first packet.
     next: Option<u64>,
+    /// The newest sequence number buffered (meaningful when `next` is set).
     highest: u64,
     playing: bool,
+    /// Whether the playout point has moved since the last (re)start; before that, a
+    /// packet reordered ahead of the first one may lower it.
+    advanced: bool,
     underruns: u32,
-    above_target: u32,
-    /// RFC 3550 jitter estimate, µs, and the previous transit time.
+    /// Pops in the current drift window and the least depth seen in it.
+    window_pops: u32,
+    window_min: u64,
+    /// RFC 3550 jitter estimate, µs.
     jitter_us: f64,
-    last_transit: Option<(u64, Instant, u32)>,
-    clock_rate: u32,
+    /// The previous in-order arrival: (seq, time, media timestamp).
+    last_arrival: Option<(u64, Instant, u32)>,
     stats: JitterStats,
 }
 
 impl JitterBuffer {
-    /// An empty buffer for frames of `frame_ms` with RTP timestamps at `clock_rate`.
+    /// An empty buffer for frames of `frame_ms` milliseconds whose RTP timestamps run at
+    /// `clock_rate` Hz. All memory is allocated here.
     pub fn new(config: JitterConfig, frame_ms: u32, clock_rate: u32) -> Self {
+        // Re-clamp: the fields are public, so a config may not have come through `new`.
+        let config = JitterConfig::new(config.min_depth, config.max_depth);
         Self {
-            clock_rate: clock_rate.max(1),
             config,
-            frame: Duration::from_millis(frame_ms.max(1) as u64),
-            slots: vec![None; CAPACITY],
+            frame_us: f64::from(frame_ms.max(1)) * 1_000.0,
+            clock_rate: f64::from(clock_rate.max(1)),
+            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
             next: None,
             highest: 0,
             playing: false,
+            advanced: false,
             underruns: 0,
-            above_target: 0,
+            window_pops: 0,
+            window_min: u64::MAX,
             jitter_us: 0.0,
-            last_transit: None,
+            last_arrival: None,
             stats: JitterStats::default(),
         }
     }
 
-    /// Adds a packet that arrived at `now`.
+    /// Adds a packet with extended sequence number `seq` and media timestamp
+    /// `rtp_timestamp` that arrived at `now`. An empty `payload` is kept as is (callers may
+    /// use it to mark a frame known to be silent).
     pub fn insert(
         &mut self,
         now: Instant,
@@ -138,166 +209,287 @@ impl JitterBuffer {
         rtp_timestamp: u32,
         payload: Bytes,
     ) -> InsertOutcome {
-        let next = match self.next {
-            Some(next) => next,
-            None => {
-                self.next = Some(seq);
-                self.highest = seq;
-                seq
-            }
+        let Some(next) = self.next else {
+            self.restart_at(seq);
+            return self.store(now, seq, rtp_timestamp, payload, InsertOutcome::Accepted);
         };
-        if seq < next {
-            self.stats.late += 1;
-            return InsertOutcome::Late;
-        }
-        let mut outcome = InsertOutcome::Accepted;
-        if seq >= next + CAPACITY as u64 {
-            // Far ahead of playout: a restart or a long outage. Start over from here.
-            self.clear_slots();
-            self.next = Some(seq);
-            self.highest = seq;
-            self.playing = false;
-            self.stats.resyncs += 1;
-            outcome = InsertOutcome::Resync;
-        }
-        let slot = &mut self.slots[(seq % CAPACITY as u64) as usize];
-        if slot.as_ref().is_some_and(|(s, _)| *s == seq) {
+        if self.slot(seq).holds(seq) {
             self.stats.duplicates += 1;
             return InsertOutcome::Duplicate;
         }
-        *slot = Some((seq, payload));
-        self.stats.received += 1;
-        self.highest = self.highest.max(seq);
-        self.update_jitter(now, seq, rtp_timestamp);
-        outcome
-    }
-
-    /// The frame to play this tick. Call exactly once per conference frame.
-    pub fn pop(&mut self, _now: Instant) -> Playout {
-        let Some(next) = self.next else { return Playout::Empty };
-        let buffered = (self.highest + 1).saturating_sub(next);
-        if !self.playing {
-            if buffered >= self.target_depth() as u64 {
-                self.playing = true;
-                self.underruns = 0;
+        if seq < next {
+            // While filling, nothing has played: a packet reordered ahead of the first one
+            // can still take its place.
+            if !self.advanced && self.highest - seq < u64::from(self.config.max_depth) {
+                self.next = Some(seq);
+                return self.store(now, seq, rtp_timestamp, payload, InsertOutcome::Accepted);
+            }
+            self.stats.late += 1;
+            return InsertOutcome::Late;
+        }
+        let max = u64::from(self.config.max_depth);
+        let mut outcome = InsertOutcome::Accepted;
+        if seq >= next + max {
+            if seq - self.highest.max(next) > RESYNC_GAP {
+                // Not a gap but a new stream (or hours of outage): start over there.
+                self.clear();
+                self.restart_at(seq);
+                self.stats.resyncs += 1;
+                self.last_arrival = None;
+                outcome = InsertOutcome::Resync;
             } else {
-                return Playout::Empty;
+                let keep_from = seq + 1 - max;
+                // When nothing older survives, restart at this packet and refill before
+                // playing, rather than play out a run of holes.
+                let to = if self.highest < keep_from { seq } else { keep_from };
+                let dropped = self.skip_to(to);
+                self.stats.overflow += u64::from(dropped);
+                if to == seq {
+                    self.playing = false;
+                }
+                outcome = InsertOutcome::Overflow { dropped };
             }
         }
-        if buffered == 0 {
-            // Underrun: the sender is late or paused. Hold the playout point.
+        self.store(now, seq, rtp_timestamp, payload, outcome)
+    }
+
+    /// The frame to play this tick. Call exactly once per conference frame, after inserting
+    /// what arrived. `now` is accepted for symmetry with [`insert`](Self::insert); the
+    /// buffer's clock is the pop cadence itself.
+    pub fn pop(&mut self, now: Instant) -> Playout {
+        let _ = now;
+        let Some(mut next) = self.next else { return Playout::Empty };
+        let mut depth = self.depth() as u64;
+        if !self.playing {
+            if depth < u64::from(self.target_depth()) {
+                return Playout::Empty;
+            }
+            // Start with audio, not with the holes in front of it (a resuming sender's
+            // first packets may be the lost ones).
+            let first = (next..=self.highest).find(|&s| self.slot(s).payload(s).is_some());
+            if let Some(first) = first.filter(|&first| first > next) {
+                self.skip_to(first);
+                next = first;
+                depth = self.depth() as u64;
+            }
+            self.playing = true;
+            self.underruns = 0;
+            self.reset_window();
+        }
+        if depth == 0 {
+            // Dry: hold the playout point, so the buffer grows rather than the stream
+            // skipping ahead.
             self.underruns += 1;
-            if self.underruns > UNDERRUN_CONCEAL {
+            self.reset_window();
+            if self.underruns > PAUSE_AFTER_UNDERRUNS {
                 self.playing = false;
                 return Playout::Empty;
             }
-            self.stats.lost += 1;
+            self.stats.concealed += 1;
             return Playout::Lost { fec_from: None };
         }
         self.underruns = 0;
-        self.trim(next, buffered);
-        let next = self.next.unwrap_or(next);
-        let played = self.take(next);
+        let next = self.correct_drift(next, depth);
+        self.advanced = true;
         self.next = Some(next + 1);
-        match played {
+        match self.slot_mut(next).take(next) {
             Some(payload) => Playout::Packet(payload),
             None => {
                 self.stats.lost += 1;
-                let fec_from = self.slots[((next + 1) % CAPACITY as u64) as usize]
-                    .as_ref()
-                    .filter(|(s, _)| *s == next + 1)
-                    .map(|(_, p)| p.clone());
-                Playout::Lost { fec_from }
+                Playout::Lost { fec_from: self.slot(next + 1).payload(next + 1).cloned() }
             }
         }
     }
 
-    /// Forgets everything (the source changed).
+    /// Forgets every packet and the jitter estimate (the source changed). Counters stay.
     pub fn reset(&mut self) {
-        self.clear_slots();
+        self.clear();
         self.next = None;
         self.playing = false;
-        self.last_transit = None;
+        self.advanced = false;
+        self.last_arrival = None;
         self.jitter_us = 0.0;
     }
 
-    /// Frames buffered ahead of playout.
+    /// Frames from the playout point to the newest packet, holes included; at most
+    /// `max_depth`.
     pub fn depth(&self) -> usize {
         self.next.map_or(0, |next| (self.highest + 1).saturating_sub(next) as usize)
     }
 
-    /// The depth it aims for now, from the jitter estimate.
+    /// The depth the buffer aims for now: one frame plus two jitter deviations, within the
+    /// configured bounds.
     pub fn target_depth(&self) -> u16 {
-        let frame_us = self.frame.as_micros().max(1) as f64;
-        // Two jitter deviations of headroom beyond one frame.
-        let frames = 1.0 + (2.0 * self.jitter_us / frame_us).ceil();
+        let frames = 1.0 + (2.0 * self.jitter_us / self.frame_us).ceil();
+        // The float is finite and non-negative; `as` saturates, then we clamp.
         (frames as u16).clamp(self.config.min_depth, self.config.max_depth)
     }
 
-    /// The interarrival jitter estimate.
+    /// The RFC 3550 interarrival jitter estimate.
     pub fn jitter(&self) -> Duration {
         Duration::from_micros(self.jitter_us as u64)
     }
 
-    /// Counters.
+    /// Counters, with the current and target depth.
     pub fn stats(&self) -> JitterStats {
-        self.stats
+        JitterStats {
+            // Both are bounded by `max_depth` (≤ 100).
+            depth: self.depth() as u16,
+            target_depth: self.target_depth(),
+            ..self.stats
+        }
+    }
+
+    /// The configuration in force (after clamping).
+    pub fn config(&self) -> JitterConfig {
+        self.config
+    }
+}
+
+/// Ring size; above [`JitterConfig::MAX_DEPTH`] so duplicates of played frames are caught.
+const SLOTS: usize = 128;
+/// Frames concealed in a row before the sender is taken to have paused.
+const PAUSE_AFTER_UNDERRUNS: u32 = 3;
+/// Pops per drift window (1 s of 20 ms frames).
+const DRIFT_WINDOW: u32 = 50;
+/// A forward jump larger than this is a new stream, not loss (RFC 3550 A.1 `MAX_DROPOUT`).
+const RESYNC_GAP: u64 = 3000;
+
+/// One ring entry: the sequence number it last held, and its payload until played.
+#[derive(Debug, Default, Clone)]
+struct Slot {
+    seq: Option<u64>,
+    payload: Option<Bytes>,
+}
+
+impl Slot {
+    /// Whether `seq` was received into this slot (buffered or already played).
+    fn holds(&self, seq: u64) -> bool {
+        self.seq == Some(seq)
+    }
+
+    fn payload(&self, seq: u64) -> Option<&Bytes> {
+        self.payload.as_ref().filter(|_| self.holds(seq))
     }
 
     fn take(&mut self, seq: u64) -> Option<Bytes> {
-        let slot = &mut self.slots[(seq % CAPACITY as u64) as usize];
-        match slot.take() {
-            Some((s, payload)) if s == seq => Some(payload),
-            other => {
-                *slot = other;
-                None
-            }
+        if self.holds(seq) {
+            self.payload.take()
+        } else {
+            None
         }
     }
+}
 
-    /// Drops the oldest frames when the buffer is past its maximum, or has sat above its
-    /// target for a while (a sender clock running fast).
-    fn trim(&mut self, next: u64, buffered: u64) {
-        let target = self.target_depth() as u64;
-        let mut drop = buffered.saturating_sub(self.config.max_depth as u64);
-        if buffered > target + 1 {
-            self.above_target += 1;
-            if self.above_target >= DRIFT_PATIENCE {
-                self.above_target = 0;
-                drop = drop.max(1);
+impl JitterBuffer {
+    fn slot(&self, seq: u64) -> &Slot {
+        &self.slots[(seq % SLOTS as u64) as usize]
+    }
+
+    fn slot_mut(&mut self, seq: u64) -> &mut Slot {
+        &mut self.slots[(seq % SLOTS as u64) as usize]
+    }
+
+    fn store(
+        &mut self,
+        now: Instant,
+        seq: u64,
+        timestamp: u32,
+        payload: Bytes,
+        outcome: InsertOutcome,
+    ) -> InsertOutcome {
+        *self.slot_mut(seq) = Slot { seq: Some(seq), payload: Some(payload) };
+        self.highest = self.highest.max(seq);
+        self.stats.received += 1;
+        self.update_jitter(now, seq, timestamp);
+        outcome
+    }
+
+    fn restart_at(&mut self, seq: u64) {
+        self.next = Some(seq);
+        self.highest = seq;
+        self.playing = false;
+        self.advanced = false;
+    }
+
+    /// Advances the playout point to `to`, dropping what lies before it; returns how many
+    /// buffered packets went. Frames that never arrived count as lost.
+    fn skip_to(&mut self, to: u64) -> u32 {
+        let Some(next) = self.next else { return 0 };
+        self.advanced = true;
+        let mut dropped = 0;
+        // At most `max_depth` iterations: everything buffered lies in `next..=highest`.
+        for seq in next..to.min(self.highest + 1) {
+            if self.slot_mut(seq).take(seq).is_some() {
+                dropped += 1;
+            } else {
+                self.stats.lost += 1;
             }
+        }
+        // Frames past the newest packet were never sent yet or were lost in a gap.
+        self.stats.lost += to.saturating_sub(self.highest + 1);
+        self.next = Some(to.max(next));
+        self.highest = self.highest.max(to.saturating_sub(1));
+        dropped
+    }
+
+    /// At the end of each window in which the depth never fell to the target, drops
+    /// the oldest frame; returns the (possibly advanced) playout point.
+    fn correct_drift(&mut self, next: u64, depth: u64) -> u64 {
+        self.window_min = self.window_min.min(depth);
+        self.window_pops += 1;
+        if self.window_pops < DRIFT_WINDOW {
+            return next;
+        }
+        let surplus = self.window_min > u64::from(self.target_depth());
+        self.reset_window();
+        if !surplus {
+            return next;
+        }
+        if self.slot_mut(next).take(next).is_some() {
+            self.stats.drift_dropped += 1;
         } else {
-            self.above_target = 0;
+            self.stats.lost += 1;
         }
-        for seq in next..next + drop {
-            self.take(seq);
-            self.stats.dropped += 1;
-        }
-        self.next = Some(next + drop);
+        next + 1
+    }
+
+    fn reset_window(&mut self) {
+        self.window_pops = 0;
+        self.window_min = u64::MAX;
     }
 
     fn update_jitter(&mut self, now: Instant, seq: u64, timestamp: u32) {
-        if let Some((prev_seq, prev_at, prev_ts)) = self.last_transit {
-            if seq > prev_seq {
-                // Spacing by media timestamps (RFC 3550 §6.4.1), so a DTX pause, whose
-                // timestamps jump with it, is not mistaken for jitter.
-                let ticks = timestamp.wrapping_sub(prev_ts) as i32 as f64;
-                let expected = ticks * 1e6 / self.clock_rate as f64;
-                let actual = now.saturating_duration_since(prev_at).as_micros() as f64
-                    - prev_at.saturating_duration_since(now).as_micros() as f64;
-                let d = (actual - expected).abs();
-                self.jitter_us += (d - self.jitter_us) / 16.0;
+        if let Some((prev_seq, prev_at, prev_ts)) = self.last_arrival {
+            if seq <= prev_seq {
+                // Reordered: RFC 3550 measures consecutive arrivals, but a reordered packet
+                // against the newest would double count; skip it.
+                return;
             }
+            // Spacing by media timestamps, so a DTX pause, whose timestamps jump with it,
+            // is not mistaken for jitter. Signed: a sender restart may step backwards.
+            let expected =
+                f64::from(timestamp.wrapping_sub(prev_ts) as i32) * 1e6 / self.clock_rate;
+            let actual = signed_micros(now, prev_at);
+            let d = (actual - expected).abs();
+            // RFC 3550 §6.4.1: J += (|D| − J) / 16.
+            self.jitter_us += (d - self.jitter_us) / 16.0;
         }
-        if self.last_transit.is_none_or(|(prev, _, _)| seq > prev) {
-            self.last_transit = Some((seq, now, timestamp));
-        }
+        self.last_arrival = Some((seq, now, timestamp));
     }
 
-    fn clear_slots(&mut self) {
+    fn clear(&mut self) {
         for slot in &mut self.slots {
-            *slot = None;
+            *slot = Slot::default();
         }
+    }
+}
+
+/// `a − b` in microseconds, negative when `a` is earlier.
+fn signed_micros(a: Instant, b: Instant) -> f64 {
+    match a.checked_duration_since(b) {
+        Some(d) => d.as_secs_f64() * 1e6,
+        None => -(b.saturating_duration_since(a).as_secs_f64() * 1e6),
     }
 }
 

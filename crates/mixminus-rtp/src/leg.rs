@@ -201,6 +201,7 @@ impl Leg {
             InsertOutcome::Accepted | InsertOutcome::Resync => {}
             InsertOutcome::Duplicate => self.stats.drop(DropReason::Duplicate),
             InsertOutcome::Late => self.stats.drop(DropReason::Late),
+            InsertOutcome::Overflow { .. } => self.stats.drop(DropReason::Overflow),
         }
     }
 
