@@ -30,6 +30,27 @@ pub enum CodecKind {
 }
 
 impl CodecKind {
+    /// The payload type used when SDP does not say otherwise: the static PCMU 0 and PCMA 8
+    /// (RFC 3551), and the customary dynamic 111 for Opus and 96 for L16.
+    pub const fn default_payload_type(self) -> u8 {
+        match self {
+            CodecKind::Opus => 111,
+            CodecKind::Pcmu => 0,
+            CodecKind::Pcma => 8,
+            CodecKind::L16 => 96,
+        }
+    }
+
+    /// The RTP clock rate used when SDP does not say otherwise (Opus is always 48 kHz on
+    /// the wire, RFC 7587; L16 defaults to 16 kHz, which fits 20 ms in one datagram).
+    pub const fn default_clock_rate(self) -> u32 {
+        match self {
+            CodecKind::Opus => 48_000,
+            CodecKind::Pcmu | CodecKind::Pcma => 8_000,
+            CodecKind::L16 => 16_000,
+        }
+    }
+
     /// The name used in SDP and in the control API (lowercase).
     pub const fn name(self) -> &'static str {
         match self {
@@ -71,13 +92,15 @@ impl CodecParams {
     /// The usual parameters: Opus PT 111 / 48 kHz, PCMU PT 0, PCMA PT 8, L16 PT 96 / 16 kHz
     /// (20 ms of L16 at 48 kHz would not fit a 1500-byte datagram); 20 ms packets.
     pub const fn new(kind: CodecKind) -> Self {
-        let (payload_type, clock_rate, channels) = match kind {
-            CodecKind::Opus => (111, 48_000, 2),
-            CodecKind::Pcmu => (0, 8_000, 1),
-            CodecKind::Pcma => (8, 8_000, 1),
-            CodecKind::L16 => (96, 16_000, 1),
-        };
-        Self { kind, payload_type, clock_rate, channels, ptime_ms: 20 }
+        // Opus is signalled as 2 channels in SDP whatever is sent (RFC 7587 §7).
+        let channels = if matches!(kind, CodecKind::Opus) { 2 } else { 1 };
+        Self {
+            kind,
+            payload_type: kind.default_payload_type(),
+            clock_rate: kind.default_clock_rate(),
+            channels,
+            ptime_ms: 20,
+        }
     }
 
     /// Checks what a type cannot: payload type 0..=127, a supported clock rate, a ptime.
@@ -142,7 +165,16 @@ pub enum CodecError {
     /// The payload cannot be decoded (wrong size, empty, …).
     #[error("invalid payload: {0}")]
     InvalidPayload(&'static str),
-    /// The input PCM is not one frame.
+    /// The payload holds a different duration than one conference frame (an Opus peer may
+    /// send anything from 2.5 to 120 ms per packet).
+    #[error("payload holds {found} samples per channel, the conference frame is {expected}")]
+    FrameMismatch {
+        /// Samples in one conference frame.
+        expected: usize,
+        /// Samples the payload holds, at the conference rate.
+        found: usize,
+    },
+    /// The input PCM is not one frame, or the output buffer is too small.
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
     /// The codec parameters are unusable.
@@ -150,23 +182,32 @@ pub enum CodecError {
     InvalidParams(&'static str),
 }
 
-/// Turns one payload into one frame of conference-rate PCM.
+/// Turns one payload into one frame of conference-rate mono PCM.
+///
+/// A decoder is made for one frame size (`frame_samples` in [`new_decoder`]); `out` must
+/// hold at least that many samples, and exactly that many are written. Decoders own their
+/// scratch memory: nothing is allocated per packet. Nothing a peer sends makes one panic.
 pub trait AudioDecoder {
-    /// Decodes `payload` into `out` (one conference frame); returns the samples written.
+    /// Decodes `payload` into `out[..frame]`; returns the samples written (one frame).
+    /// A payload that is malformed, or holds another duration than one frame, is an error
+    /// and leaves the decoder ready for the next packet (conceal the frame instead).
     fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError>;
-    /// Fills `out` for a lost frame (decoder concealment where the codec has it, else
-    /// silence).
+    /// Fills `out[..frame]` for a lost frame (decoder concealment where the codec has it,
+    /// else silence); a shorter `out` is filled with silence.
     fn conceal(&mut self, out: &mut [i16]);
-    /// Recovers a lost frame from the next packet's in-band FEC (Opus), else conceals.
+    /// Recovers a lost frame from the next packet's in-band FEC (Opus), else conceals. Call
+    /// it *instead of* [`conceal`](Self::conceal) for the lost frame, then decode
+    /// `next_payload` normally for its own frame.
     fn decode_fec(&mut self, next_payload: &[u8], out: &mut [i16]) {
         let _ = next_payload;
         self.conceal(out);
     }
 }
 
-/// Turns one frame of conference-rate PCM into one payload.
+/// Turns one frame of conference-rate mono PCM into one payload.
 pub trait AudioEncoder {
-    /// Encodes `pcm` (one conference frame) into `out`; returns the payload length.
+    /// Encodes `pcm` (exactly one conference frame) into `out`; returns the payload
+    /// length. [`MAX_PAYLOAD`] bytes of `out` are always enough.
     fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError>;
 }
 
@@ -179,7 +220,7 @@ pub fn new_decoder(
     params.validate()?;
     Ok(match params.kind {
         // Opus decodes at any of its native rates, which include every conference rate.
-        CodecKind::Opus => Box::new(opus::OpusDecoder::new(conference_rate)?),
+        CodecKind::Opus => Box::new(opus::OpusDecoder::new(conference_rate, frame_samples)?),
         CodecKind::Pcmu | CodecKind::Pcma => Resampled::decoder(
             g711::G711::new(params.kind == CodecKind::Pcmu),
             params.clock_rate,
@@ -199,7 +240,9 @@ pub fn new_encoder(
 ) -> Result<Box<dyn AudioEncoder + Send>, CodecError> {
     params.validate()?;
     Ok(match params.kind {
-        CodecKind::Opus => Box::new(opus::OpusEncoder::new(conference_rate, settings)?),
+        CodecKind::Opus => {
+            Box::new(opus::OpusEncoder::new(conference_rate, frame_samples, settings)?)
+        }
         CodecKind::Pcmu | CodecKind::Pcma => Resampled::encoder(
             g711::G711::new(params.kind == CodecKind::Pcmu),
             params.clock_rate,

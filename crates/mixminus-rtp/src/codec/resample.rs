@@ -47,6 +47,8 @@ pub(crate) struct Resampled<C> {
     /// `None` when the rates are equal.
     converter: Option<RateConverter>,
     payload_len: usize,
+    /// Samples in one conference frame.
+    frame: usize,
 }
 
 impl<C: SampleCodec> Resampled<C> {
@@ -74,6 +76,7 @@ impl<C: SampleCodec> Resampled<C> {
             codec_pcm: vec![0; codec_frame],
             converter,
             payload_len: codec_frame * C::BYTES_PER_SAMPLE,
+            frame: frame_samples,
         })
     }
 
@@ -103,27 +106,28 @@ impl<C: SampleCodec> AudioDecoder for Resampled<C> {
                 "payload length does not match the packet time",
             ));
         }
+        let out = out
+            .get_mut(..self.frame)
+            .ok_or(CodecError::InvalidInput("output buffer shorter than a frame"))?;
         match self.converter.as_mut() {
-            None => {
-                let n = out.len().min(self.codec_pcm.len());
-                self.codec.decode_samples(payload, &mut out[..n]);
-                Ok(n)
-            }
+            // Equal rates: the codec frame is the conference frame.
+            None => self.codec.decode_samples(payload, out),
             Some(converter) => {
                 self.codec.decode_samples(payload, &mut self.codec_pcm);
                 converter.convert(&self.codec_pcm, out);
-                Ok(out.len())
             }
         }
+        Ok(self.frame)
     }
 
     fn conceal(&mut self, out: &mut [i16]) {
         // G.711 and L16 have no concealment of their own: a lost frame is silence. Feed the
         // resampler silence too, so its history stays continuous.
         self.codec_pcm.fill(0);
-        match self.converter.as_mut() {
-            None => out.fill(0),
-            Some(converter) => converter.convert(&self.codec_pcm, out),
+        match (self.converter.as_mut(), out.get_mut(..self.frame)) {
+            (Some(converter), Some(frame)) => converter.convert(&self.codec_pcm, frame),
+            (None, Some(frame)) => frame.fill(0),
+            (_, None) => out.fill(0),
         }
     }
 }
@@ -133,13 +137,11 @@ impl<C: SampleCodec> AudioEncoder for Resampled<C> {
         if out.len() < self.payload_len {
             return Err(CodecError::InvalidInput("output buffer too small"));
         }
+        if pcm.len() != self.frame {
+            return Err(CodecError::InvalidInput("PCM is not one conference frame"));
+        }
         match self.converter.as_mut() {
-            None => {
-                if pcm.len() != self.codec_pcm.len() {
-                    return Err(CodecError::InvalidInput("frame length"));
-                }
-                self.codec.encode_samples(pcm, &mut out[..self.payload_len]);
-            }
+            None => self.codec.encode_samples(pcm, &mut out[..self.payload_len]),
             Some(converter) => {
                 converter.convert(pcm, &mut self.codec_pcm);
                 self.codec.encode_samples(&self.codec_pcm, &mut out[..self.payload_len]);
