@@ -61,6 +61,9 @@ pub enum InsertOutcome {
 }
 
 /// One tick's frame.
+///
+/// Deliberately not `#[non_exhaustive]`: every caller must handle each case, and a new case
+/// should break their build rather than fall into a wildcard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Playout {
     /// The frame's payload.

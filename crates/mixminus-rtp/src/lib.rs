@@ -26,6 +26,50 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The media pieces on their own, one participant's inbound path (what the runtime does per
+//! packet and per tick), with time passed in:
+//!
+//! ```
+//! use std::time::Instant;
+//! use bytes::Bytes;
+//! use mixminus_rtp::{
+//!     new_decoder, new_encoder, write_rtp_header, CodecKind, CodecParams, CodecSettings,
+//!     JitterBuffer, JitterConfig, Playout, RtpHeader, RtpPacket, SequenceExtender,
+//! };
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (rate, frame) = (48_000, 960); // 20 ms conference frames
+//! let params = CodecParams::new(CodecKind::Pcmu);
+//! let mut decoder = new_decoder(&params, rate, frame)?; // 8 kHz G.711, resampled to 48 kHz
+//! let mut seq = SequenceExtender::new();
+//! let mut jitter = JitterBuffer::new(JitterConfig::default(), 20, params.clock_rate);
+//!
+//! // A peer's datagram (made here with our own writer and encoder).
+//! let mut encoder = new_encoder(&params, &CodecSettings::default(), rate, frame)?;
+//! let mut datagram = Vec::new();
+//! let header = RtpHeader { payload_type: 0, marker: true, sequence: 7, timestamp: 0, ssrc: 42 };
+//! write_rtp_header(&mut datagram, &header);
+//! let mut payload = [0u8; 160];
+//! let n = encoder.encode(&[0i16; 960], &mut payload)?;
+//! datagram.extend_from_slice(&payload[..n]);
+//!
+//! // On arrival: parse once at the edge, extend the sequence number, buffer.
+//! let now = Instant::now();
+//! let packet = RtpPacket::parse(&datagram)?;
+//! if let Some(ext) = seq.extend_ssrc(packet.ssrc(), packet.sequence()) {
+//!     jitter.insert(now, ext, packet.timestamp(), Bytes::copy_from_slice(packet.payload()));
+//! }
+//!
+//! // Every conference tick: exactly one pop, then decode, FEC or conceal into the frame.
+//! let mut pcm = vec![0i16; frame];
+//! match jitter.pop(now) {
+//!     Playout::Packet(payload) => { decoder.decode(&payload, &mut pcm)?; }
+//!     Playout::Lost { fec_from: Some(next) } => decoder.decode_fec(&next, &mut pcm),
+//!     Playout::Lost { fec_from: None } => decoder.conceal(&mut pcm),
+//!     Playout::Empty => {} // not sending: leave this participant out of the mix
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! Choices made where the spec is silent: each participant gets an even RTP port and the odd
 //! RTCP port above it; inbound RTP latches to the first valid source; sockets are read at
 //! the tick (tokio's readiness cache makes an idle socket free), so arrival times are
@@ -35,24 +79,28 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod client;
+// Media building blocks: sans-IO, no clock reads, no allocation per packet.
 mod codec;
 pub mod dsp;
-mod fanout;
 mod jitter;
-mod leg;
 mod packet;
-mod ports;
 mod rtcp;
-mod runtime;
 pub mod sdp;
 mod seq;
+
+// Runtime (tokio): ports, legs, the tick loop, encode fan-out and the test client. Owned by
+// the runtime side; runtime modules are added here.
+pub mod client;
+mod fanout;
+mod leg;
+mod ports;
+mod runtime;
 mod stats;
 mod tone;
 
 pub use codec::{
     new_decoder, new_encoder, AudioDecoder, AudioEncoder, CodecError, CodecKind, CodecParams,
-    CodecSettings,
+    CodecSettings, MAX_PAYLOAD,
 };
 pub use jitter::{InsertOutcome, JitterBuffer, JitterConfig, JitterStats, Playout};
 pub use packet::{
