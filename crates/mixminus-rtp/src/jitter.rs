@@ -202,7 +202,8 @@ impl JitterBuffer {
         }
     }
 
-    /// Adds a packet with extended sequence number `seq` and media timestamp
+    /// Adds a packet with extended sequence number `seq` (below 2^62, as any
+    /// [`SequenceExtender`](crate::SequenceExtender) gives) and media timestamp
     /// `rtp_timestamp` that arrived at `now`. An empty `payload` is kept as is (callers may
     /// use it to mark a frame known to be silent).
     pub fn insert(
@@ -212,6 +213,12 @@ impl JitterBuffer {
         rtp_timestamp: u32,
         payload: Bytes,
     ) -> InsertOutcome {
+        if seq > MAX_SEQ {
+            // No extender gets here (2^62 packets); refusing keeps the arithmetic below
+            // free of overflow whatever a caller passes.
+            self.stats.late += 1;
+            return InsertOutcome::Late;
+        }
         let Some(next) = self.next else {
             self.restart_at(seq);
             return self.store(now, seq, rtp_timestamp, payload, InsertOutcome::Accepted);
@@ -355,6 +362,8 @@ const SLOTS: usize = 128;
 const PAUSE_AFTER_UNDERRUNS: u32 = 3;
 /// Pops per drift window (1 s of 20 ms frames).
 const DRIFT_WINDOW: u32 = 50;
+/// Sequence numbers above this are refused (counted late).
+const MAX_SEQ: u64 = 1 << 62;
 /// A forward jump larger than this is a new stream, not loss (RFC 3550 A.1 `MAX_DROPOUT`).
 const RESYNC_GAP: u64 = 3000;
 

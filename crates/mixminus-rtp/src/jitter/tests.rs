@@ -429,6 +429,17 @@ fn op() -> impl Strategy<Value = Op> {
 
 proptest! {
     #[test]
+    fn any_sequence_numbers_never_panic(seqs in prop::collection::vec(any::<u64>(), 0..200)) {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default(), 20, 48_000);
+        for (i, seq) in seqs.into_iter().enumerate() {
+            jb.insert(t0, seq, i as u32, payload(seq));
+            jb.pop(t0);
+            prop_assert!(jb.depth() <= 10);
+        }
+    }
+
+    #[test]
     fn any_operations_stay_bounded_and_accounted(
         min in 1u16..5, max in 1u16..20, ops in prop::collection::vec(op(), 0..600)
     ) {
