@@ -93,9 +93,11 @@ pub struct JitterStats {
     pub overflow: u64,
     /// Buffered frames dropped to catch up with a sender clock running fast.
     pub drift_dropped: u64,
-    /// Frames whose packet never arrived in time (played as [`Playout::Lost`] or skipped).
+    /// Sequence numbers whose packet never arrived in time (played as [`Playout::Lost`],
+    /// or skipped after a hold had already covered them).
     pub lost: u64,
-    /// Frames concealed while the buffer ran dry and held its playout point.
+    /// Frames concealed while the buffer held its playout point, waiting for a packet
+    /// (a slow sender, jitter, or a loss not yet known as one).
     pub concealed: u64,
     /// Restarts after a far jump.
     pub resyncs: u64,
@@ -113,18 +115,25 @@ pub struct JitterStats {
 /// How it behaves, and why:
 /// - **Target depth** follows the RFC 3550 interarrival jitter estimate (§6.4.1, spacing
 ///   measured against media timestamps so a DTX pause is not mistaken for jitter): one
-///   frame plus two jitter deviations, between the configured minimum and maximum.
+///   frame plus two jitter deviations, plus the frames by which the latest late packet
+///   missed its turn (decaying by one frame per 10 s without late packets), between the
+///   configured minimum and maximum.
 /// - **Start**: nothing plays until the target depth is buffered. While filling, a packet
 ///   reordered ahead of the first one is still accepted.
 /// - **Reordering** within the window is free: packets land in their slot. **Duplicates**
 ///   (still buffered, or played recently) are dropped. A packet **behind the playout point**
 ///   is late: dropped and counted (its frame was already reported lost).
-/// - **Loss**: a missing frame with later ones buffered is [`Playout::Lost`], carrying the
-///   next packet's payload when buffered, so Opus can decode the lost frame from its FEC.
-/// - **Underrun** (nothing buffered): the playout point holds still and the frame is
-///   concealed, so a late packet still plays and the buffer grows by one frame — this is
-///   how a slow sender clock or more jitter buys latency. After a few such frames the
-///   sender is taken to have paused (DTX, hold): [`Playout::Empty`] until it resumes.
+/// - **Hold**: when the next frame is missing and less than the target depth is buffered
+///   behind it (nothing at all, in an underrun), it is more likely late than lost. The
+///   playout point holds still for a frame ([`Playout::Lost`] without FEC, counted as
+///   `concealed`): if the packet then comes, it plays and the buffer is one frame deeper —
+///   this is how a slow sender clock or more jitter buys latency. If it never comes, it is
+///   skipped as soon as later packets are here, so the hold leaves no latency behind.
+///   After a few empty holds in a row the sender is taken to have paused (DTX, on hold):
+///   [`Playout::Empty`] until it resumes.
+/// - **Loss**: a missing frame with the target depth behind it is [`Playout::Lost`],
+///   carrying the next packet's payload when buffered, so Opus can decode the lost frame
+///   from its FEC.
 /// - **Drift**: if the depth at playout never drops to the target for a whole window (one
 ///   second at 20 ms frames), that surplus was never needed: one frame is dropped. A fast
 ///   sender clock is corrected this way, one frame at a time.
@@ -167,7 +176,13 @@ pub struct JitterBuffer {
     /// Whether the playout point has moved since the last (re)start; before that, a
     /// packet reordered ahead of the first one may lower it.
     advanced: bool,
+    /// Consecutive pops that found the buffer empty.
     underruns: u32,
+    /// Frames concealed by holds since a packet last played.
+    held: u32,
+    /// Extra target depth after late packets, and pops since the last one.
+    late_boost: u16,
+    pops_since_late: u32,
     /// Pops in the current drift window and the least depth seen in it.
     window_pops: u32,
     window_min: u64,
@@ -194,6 +209,9 @@ impl JitterBuffer {
             playing: false,
             advanced: false,
             underruns: 0,
+            held: 0,
+            late_boost: 0,
+            pops_since_late: 0,
             window_pops: 0,
             window_min: u64::MAX,
             jitter_us: 0.0,
@@ -235,6 +253,10 @@ impl JitterBuffer {
                 return self.store(now, seq, rtp_timestamp, payload, InsertOutcome::Accepted);
             }
             self.stats.late += 1;
+            // Raise the target so a packet this late would have made it (decays later).
+            let lateness = (next - seq).min(u64::from(self.config.max_depth)) as u16;
+            self.late_boost = self.late_boost.max(lateness);
+            self.pops_since_late = 0;
             return InsertOutcome::Late;
         }
         let max = u64::from(self.config.max_depth);
@@ -284,26 +306,44 @@ impl JitterBuffer {
             }
             self.playing = true;
             self.underruns = 0;
+            self.held = 0;
             self.reset_window();
         }
+        self.decay_late_boost();
         if depth == 0 {
             // Dry: hold the playout point, so the buffer grows rather than the stream
             // skipping ahead.
             self.underruns += 1;
-            self.reset_window();
             if self.underruns > PAUSE_AFTER_UNDERRUNS {
                 self.playing = false;
                 return Playout::Empty;
             }
-            self.stats.concealed += 1;
-            return Playout::Lost { fec_from: None };
+            return self.hold();
         }
         self.underruns = 0;
+        // A frame already covered by a hold whose packet never came, with later packets
+        // here: skip it now, or the hold would leave a frame of latency behind.
+        while self.held > 0 && !self.has(next) && next < self.highest {
+            self.held -= 1;
+            self.stats.lost += 1;
+            self.advanced = true;
+            next += 1;
+        }
+        self.next = Some(next);
+        let depth = self.depth() as u64;
+        if !self.has(next) && depth < u64::from(self.target_depth()) {
+            // Missing, with less than the target behind it: more likely late than lost.
+            // Wait a frame for it; the latency grows towards the target.
+            return self.hold();
+        }
         let next = self.correct_drift(next, depth);
         self.advanced = true;
         self.next = Some(next + 1);
         match self.slot_mut(next).take(next) {
-            Some(payload) => Playout::Packet(payload),
+            Some(payload) => {
+                self.held = 0;
+                Playout::Packet(payload)
+            }
             None => {
                 self.stats.lost += 1;
                 Playout::Lost { fec_from: self.slot(next + 1).payload(next + 1).cloned() }
@@ -317,6 +357,8 @@ impl JitterBuffer {
         self.next = None;
         self.playing = false;
         self.advanced = false;
+        self.held = 0;
+        self.late_boost = 0;
         self.last_arrival = None;
         self.jitter_us = 0.0;
     }
@@ -327,12 +369,15 @@ impl JitterBuffer {
         self.next.map_or(0, |next| (self.highest + 1).saturating_sub(next) as usize)
     }
 
-    /// The depth the buffer aims for now: one frame plus two jitter deviations, within the
-    /// configured bounds.
+    /// The depth the buffer aims for now: one frame plus two jitter deviations, plus as
+    /// many frames as the latest recent late packet missed by, within the configured
+    /// bounds.
     pub fn target_depth(&self) -> u16 {
         let frames = 1.0 + (2.0 * self.jitter_us / self.frame_us).ceil();
         // The float is finite and non-negative; `as` saturates, then we clamp.
-        (frames as u16).clamp(self.config.min_depth, self.config.max_depth)
+        (frames as u16)
+            .saturating_add(self.late_boost)
+            .clamp(self.config.min_depth, self.config.max_depth)
     }
 
     /// The RFC 3550 interarrival jitter estimate.
@@ -360,6 +405,8 @@ impl JitterBuffer {
 const SLOTS: usize = 128;
 /// Frames concealed in a row before the sender is taken to have paused.
 const PAUSE_AFTER_UNDERRUNS: u32 = 3;
+/// Pops without a late packet before the late boost drops by a frame (10 s at 20 ms).
+const LATE_BOOST_DECAY: u32 = 500;
 /// Pops per drift window (1 s of 20 ms frames).
 const DRIFT_WINDOW: u32 = 50;
 /// Sequence numbers above this are refused (counted late).
@@ -400,6 +447,27 @@ impl JitterBuffer {
 
     fn slot_mut(&mut self, seq: u64) -> &mut Slot {
         &mut self.slots[(seq % SLOTS as u64) as usize]
+    }
+
+    /// Whether `seq`'s payload is buffered.
+    fn has(&self, seq: u64) -> bool {
+        self.slot(seq).payload(seq).is_some()
+    }
+
+    /// Conceals this frame without advancing: the buffer grows by a frame.
+    fn hold(&mut self) -> Playout {
+        self.held += 1;
+        self.stats.concealed += 1;
+        self.reset_window();
+        Playout::Lost { fec_from: None }
+    }
+
+    fn decay_late_boost(&mut self) {
+        self.pops_since_late += 1;
+        if self.pops_since_late >= LATE_BOOST_DECAY {
+            self.pops_since_late = 0;
+            self.late_boost = self.late_boost.saturating_sub(1);
+        }
     }
 
     fn store(

@@ -66,14 +66,62 @@ fn reorder_duplicate_late_and_loss() {
     assert_eq!(seq_of(&jb.pop(t0)), Some(1));
     assert_eq!(seq_of(&jb.pop(t0)), Some(2));
     jb.insert(t0, 5, 0, payload(5));
+    jb.insert(t0, 6, 0, payload(6));
     assert_eq!(seq_of(&jb.pop(t0)), Some(3));
-    // 4 is missing, 5 is buffered: its payload is offered for FEC.
+    // 4 is missing with the target depth behind it: lost. 5 is offered for FEC.
     assert_eq!(jb.pop(t0), Playout::Lost { fec_from: Some(payload(5)) });
     assert_eq!(jb.insert(t0, 4, 0, payload(4)), InsertOutcome::Late);
     assert_eq!(seq_of(&jb.pop(t0)), Some(5));
     assert_eq!(jb.insert(t0, 3, 0, payload(3)), InsertOutcome::Duplicate, "played already");
     let stats = jb.stats();
-    assert_eq!((stats.duplicates, stats.late, stats.lost), (2, 1, 1));
+    assert_eq!((stats.duplicates, stats.late, stats.lost, stats.concealed), (2, 1, 1, 0));
+}
+
+#[test]
+fn a_hole_below_the_target_is_waited_for_once() {
+    let (mut jb, t0) = fed(JitterConfig::new(3, 10), &[1, 2, 3, 5]);
+    assert_eq!(seq_of(&jb.pop(t0)), Some(1));
+    assert_eq!(seq_of(&jb.pop(t0)), Some(2));
+    assert_eq!(seq_of(&jb.pop(t0)), Some(3));
+    // 4 is missing with only 5 behind it: probably late, so hold a frame for it.
+    assert_eq!(jb.pop(t0), Playout::Lost { fec_from: None });
+    // It never comes: skipped, not waited for again, and no latency is left behind.
+    assert_eq!(seq_of(&jb.pop(t0)), Some(5));
+    let stats = jb.stats();
+    assert_eq!((stats.concealed, stats.lost, stats.depth), (1, 1, 0));
+
+    // This time it comes a frame late: it plays, and the buffer is a frame deeper.
+    let (mut jb, t0) = fed(JitterConfig::new(3, 10), &[1, 2, 3, 5]);
+    for _ in 0..3 {
+        jb.pop(t0);
+    }
+    assert_eq!(jb.pop(t0), Playout::Lost { fec_from: None });
+    jb.insert(t0, 4, 0, payload(4));
+    assert_eq!(seq_of(&jb.pop(t0)), Some(4));
+    assert_eq!(seq_of(&jb.pop(t0)), Some(5));
+    assert_eq!((jb.stats().concealed, jb.stats().lost), (1, 0));
+}
+
+#[test]
+fn a_late_packet_raises_the_target_for_a_while() {
+    let (mut jb, t0) = fed(JitterConfig::new(1, 10), &[0, 1, 2, 3]);
+    for _ in 0..4 {
+        jb.pop(t0);
+    }
+    assert_eq!(jb.target_depth(), 1);
+    // 4 went missing and was played as lost (5, 6 arrived); it shows up 2 frames late.
+    for s in [5, 6, 7] {
+        jb.insert(t0, s, 0, payload(s));
+    }
+    assert_eq!(jb.pop(t0), Playout::Lost { fec_from: Some(payload(5)) });
+    jb.pop(t0);
+    assert_eq!(jb.insert(t0, 4, 0, payload(4)), InsertOutcome::Late);
+    assert_eq!(jb.target_depth(), 3, "1 + 2 frames late");
+    for s in 8..8 + u64::from(LATE_BOOST_DECAY) * 2 {
+        jb.insert(t0, s, 0, payload(s));
+        jb.pop(t0);
+    }
+    assert_eq!(jb.target_depth(), 1, "decayed after 20 s without late packets");
 }
 
 #[test]
@@ -382,9 +430,12 @@ fn netem_loss_jitter_duplicates_and_reordering() {
         // Everything the network lost is reported lost; beyond that only late arrivals.
         assert!(s.lost >= run.network_lost, "seed {seed}: {s:?} vs {}", run.network_lost);
         assert!(s.lost <= run.network_lost + s.late + 10, "seed {seed}: {s:?}");
-        // Late packets stay rare: the buffer adapted to the jitter.
-        assert!(s.late * 100 <= run.frames, "seed {seed}: {} late of {}", s.late, run.frames);
-        assert!(run.played * 100 >= run.frames * 88, "seed {seed}: played {}", run.played);
+        // Late packets stay rare (under 0.5 %): the buffer adapted to jitter and reordering.
+        assert!(s.late * 200 <= run.frames, "seed {seed}: {} late of {}", s.late, run.frames);
+        // Every frame the network delivered in time plays; drift drops stay a handful.
+        assert!(s.drift_dropped <= 10, "seed {seed}: {s:?}");
+        let missing = run.network_lost + s.late + s.drift_dropped;
+        assert!(run.played + missing + 5 >= run.frames, "seed {seed}: played {}", run.played);
         assert!((2..=6).contains(&s.target_depth), "seed {seed}: {s:?}");
     }
 }
