@@ -153,6 +153,7 @@ pub struct Conference {
     silence: Vec<i16>,
     groups: GroupTable,
     key: GroupKey,
+    closed_groups: Vec<GroupId>,
     events: VecDeque<Event>,
     events_dropped: u64,
     tick: u64,
@@ -178,6 +179,7 @@ impl Conference {
             silence: vec![0; frame_samples],
             groups: GroupTable::default(),
             key: GroupKey::default(),
+            closed_groups: Vec::new(),
             events: VecDeque::new(),
             events_dropped: 0,
             tick: 0,
@@ -434,11 +436,14 @@ impl Conference {
         self.sum_active();
         let silent_listeners = self.assign_groups();
         self.materialise_groups();
-        let mut closed = Vec::new();
+        // A scratch list reused across ticks: closing groups must not allocate either.
+        let mut closed = std::mem::take(&mut self.closed_groups);
         self.groups.end_tick(self.config.group_idle_ticks, |id| closed.push(id));
-        for id in closed {
+        for &id in &closed {
             self.push_event(Event::GroupClosed(id));
         }
+        closed.clear();
+        self.closed_groups = closed;
         for m in self.members.iter_mut().flatten() {
             m.has_input = false;
         }
