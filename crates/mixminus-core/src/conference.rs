@@ -664,10 +664,27 @@ impl Conference {
         self.groups.begin_tick();
         let mut silent = 0;
         let active_count = self.active.len();
+        // Most listeners block nobody and are not talking: they hear every active source, so
+        // their key is empty and only the gain tells them apart. Remember that group's slot
+        // for the tick instead of hashing the same key thousands of times.
+        let mut everyone: Option<(Gain, u32)> = None;
         for slot in 0..self.members.len() {
             let Some(m) = self.members[slot].as_ref() else { continue };
-            let group = if !m.can_hear || active_count == 0 {
+            let group = if !m.can_hear || active_count == 0 || m.output_gain == Gain::MUTE {
                 GroupId::SILENCE
+            } else if m.blocked.is_empty() && !m.active {
+                match everyone {
+                    Some((gain, group_slot)) if gain == m.output_gain => {
+                        self.groups.join_slot(group_slot)
+                    }
+                    _ => {
+                        self.key.excluded.clear();
+                        self.key.gain = m.output_gain;
+                        let id = self.groups.join(&self.key, self.frame_samples);
+                        everyone = Some((m.output_gain, id.slot() as u32));
+                        id
+                    }
+                }
             } else {
                 self.key.excluded.clear();
                 self.key.gain = m.output_gain;
@@ -686,7 +703,7 @@ impl Conference {
                 if self_pending {
                     self.key.excluded.push(m.id);
                 }
-                if self.key.excluded.len() == active_count || m.output_gain == Gain::MUTE {
+                if self.key.excluded.len() == active_count {
                     GroupId::SILENCE
                 } else {
                     self.groups.join(&self.key, self.frame_samples)

@@ -40,7 +40,13 @@ impl GroupTable {
             Some(&slot) => slot,
             None => self.insert(key.clone(), frame_samples),
         };
-        // The slot came from `by_key`, which only names live slots.
+        self.join_slot(slot)
+    }
+
+    /// Counts one more listener in the live group at `slot` this tick: the fast path for a
+    /// caller that already knows the slot of the key it would look up.
+    pub(crate) fn join_slot(&mut self, slot: u32) -> GroupId {
+        // Callers pass slots from `by_key` or from a `join` of this tick: live slots.
         let group = self.slots[slot as usize].as_mut().expect("by_key names live slots");
         if group.listeners == 0 {
             self.used.push(slot);

@@ -38,6 +38,16 @@ pub struct NaiveMixer {
 }
 
 impl NaiveMixer {
+    /// A reference over these participants (listener order = output index) and records.
+    /// The fields are public; this constructor exists because `outputs` is not, so code
+    /// outside the crate (the fuzz targets) can build one without `..Default::default()`.
+    pub fn new(
+        participants: Vec<NaiveParticipant>,
+        relationships: HashMap<(ParticipantId, ParticipantId), Relationship>,
+    ) -> Self {
+        Self { participants, relationships, outputs: Vec::new() }
+    }
+
     /// Mixes every listener's output from scratch.
     pub fn mix(&mut self) {
         let frame_len = self.participants.first().map_or(0, |p| p.frame.len());

@@ -7,7 +7,12 @@ pub fn frame_energy(frame: &[i16]) -> u32 {
     if frame.is_empty() {
         return 0;
     }
-    let sum: u64 = frame.iter().map(|&s| s.unsigned_abs() as u64).sum();
+    // u32 lanes vectorise twice as wide as u64; a chunk of 65,536 samples of at most 32,768
+    // each sums to at most 2^31, so a chunk's sum cannot overflow.
+    let sum: u64 = frame
+        .chunks(1 << 16)
+        .map(|chunk| chunk.iter().map(|&s| u32::from(s.unsigned_abs())).sum::<u32>() as u64)
+        .sum();
     (sum / frame.len() as u64) as u32
 }
 
@@ -97,5 +102,7 @@ mod tests {
         assert_eq!(frame_energy(&[100, -100, 300, -300]), 200);
         assert_eq!(frame_energy(&[i16::MIN; 4]), 32768);
         assert_eq!(frame_energy(&[]), 0);
+        // Longer than one summing chunk, all at full scale.
+        assert_eq!(frame_energy(&vec![i16::MIN; 200_000]), 32768);
     }
 }
