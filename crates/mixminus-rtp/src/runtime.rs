@@ -487,54 +487,61 @@ impl ConferenceTask {
         match command {
             Command::Join(request, reply) => {
                 let result = self.join(*request);
-                let _ = reply.send(result);
+                self.answer(reply, result);
             }
             Command::Leave(id, reply) => {
-                let _ = reply.send(self.remove(id, true));
+                let result = self.remove(id, true);
+                self.answer(reply, result);
             }
             Command::Relate { participants, others, relationship, reply } => {
                 let result = self.check_public(participants.iter().chain(&others)).and_then(|()| {
                     Ok(self.conference.relate(&participants, &others, relationship)?)
                 });
-                let _ = reply.send(result);
+                self.answer(reply, result);
             }
             Command::Speak(id, v, reply) => {
                 let r = self
                     .check_public([&id])
                     .and_then(|()| Ok(self.conference.set_can_speak(id, v)?));
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::Hear(id, v, reply) => {
                 let r = self
                     .check_public([&id])
                     .and_then(|()| Ok(self.conference.set_can_hear(id, v)?));
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::InputGain(id, g, reply) => {
                 let r = self
                     .check_public([&id])
                     .and_then(|()| Ok(self.conference.set_input_gain(id, g)?));
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::OutputGain(id, g, reply) => {
                 let r = self
                     .check_public([&id])
                     .and_then(|()| Ok(self.conference.set_output_gain(id, g)?));
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::Energy(id, t, reply) => {
                 let r = self
                     .check_public([&id])
                     .and_then(|()| Ok(self.conference.set_energy_threshold(id, t)?));
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::Stop(reply) => {
                 // Handled in `run`; here only for completeness.
-                let _ = reply.send(Ok(()));
+                self.answer(reply, Ok(()));
             }
         }
+    }
+
+    /// Replies to a command only after its events are out and its snapshot is published,
+    /// so a caller that reads the snapshot right after the reply sees its own change.
+    fn answer<T>(&mut self, reply: Reply<T>, result: Result<T, RuntimeError>) {
         self.forward_events();
         self.publish();
+        let _ = reply.send(result);
     }
 
     /// The internal tone source is not a participant anyone may address.
