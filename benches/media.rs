@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use mixminus::core::{Conference, ConferenceConfig, GroupId, JoinOptions, ParticipantId, TalkConfig};
+use mixminus::core::{
+    Conference, ConferenceConfig, GroupId, JoinOptions, ParticipantId, TalkConfig,
+};
 use mixminus::rtp::dsp::SineGenerator;
 use mixminus::rtp::{
     new_decoder, new_encoder, write_rtp_header, AudioDecoder, AudioEncoder, CodecKind, CodecParams,
@@ -33,7 +35,8 @@ fn jitter(c: &mut Criterion) {
 }
 
 fn opus_encoder() -> Box<dyn AudioEncoder + Send> {
-    new_encoder(&CodecParams::new(CodecKind::Opus), &CodecSettings::default(), 48_000, FRAME).unwrap()
+    new_encoder(&CodecParams::new(CodecKind::Opus), &CodecSettings::default(), 48_000, FRAME)
+        .unwrap()
 }
 
 fn speech_like_frames(count: usize) -> Vec<Vec<i16>> {
@@ -103,7 +106,8 @@ impl Media {
             ..Default::default()
         };
         let mut conference = Conference::new(config).unwrap();
-        let ids: Vec<_> = (0..n).map(|_| conference.join(JoinOptions::default()).unwrap()).collect();
+        let ids: Vec<_> =
+            (0..n).map(|_| conference.join(JoinOptions::default()).unwrap()).collect();
         let mut enc = opus_encoder();
         let mut out = vec![0u8; 1500];
         let talker_packets = speech_like_frames(talkers)
@@ -142,7 +146,8 @@ impl Media {
                 Some(p) => p.clone(),
                 None => {
                     let enc = self.encoders.entry(group).or_insert_with(opus_encoder);
-                    let n = enc.encode(self.conference.group_pcm(group).unwrap(), &mut out).unwrap();
+                    let n =
+                        enc.encode(self.conference.group_pcm(group).unwrap(), &mut out).unwrap();
                     let p = Bytes::copy_from_slice(&out[..n]);
                     self.encoded.insert(group, p.clone());
                     p
@@ -151,7 +156,13 @@ impl Media {
             self.datagram.clear();
             write_rtp_header(
                 &mut self.datagram,
-                &RtpHeader { payload_type: 111, marker: false, sequence: seq as u16, timestamp: 0, ssrc: 1 },
+                &RtpHeader {
+                    payload_type: 111,
+                    marker: false,
+                    sequence: seq as u16,
+                    timestamp: 0,
+                    ssrc: 1,
+                },
             );
             self.datagram.extend_from_slice(&payload);
             bytes_out += self.datagram.len();
@@ -166,7 +177,9 @@ fn media_tick(c: &mut Criterion) {
     for n in [100, 1_000] {
         let mut media = Media::new(n, 3);
         media.tick();
-        group.bench_with_input(BenchmarkId::new("opus", format!("{n}_3")), &n, |b, _| b.iter(|| media.tick()));
+        group.bench_with_input(BenchmarkId::new("opus", format!("{n}_3")), &n, |b, _| {
+            b.iter(|| media.tick())
+        });
     }
     group.finish();
 }
