@@ -42,6 +42,10 @@ struct ServeArgs {
     /// RTP port range, LO-HI [default: 20000-29999].
     #[arg(long)]
     rtp_ports: Option<PortRange>,
+    /// RFC 8285 extension id (1-14) on which participants send the RFC 6464 audio level;
+    /// frames it marks as silence are not decoded.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=14))]
+    audio_level_ext: Option<u8>,
 }
 
 /// `mixminus demo`.

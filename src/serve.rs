@@ -45,7 +45,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(serve(config, auth))?;
+    runtime.block_on(serve(config, auth, args.audio_level_ext))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -57,13 +57,14 @@ fn init_logs(config: &Config) {
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(config.logging.ansi).init();
 }
 
-async fn serve(config: Config, auth: Auth) -> anyhow::Result<()> {
+async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the Prometheus recorder")?;
     let mut bridge_config = BridgeConfig::default();
     bridge_config.rtp_bind = config.rtp_bind;
     bridge_config.rtp_ports = (config.rtp_ports.low, config.rtp_ports.high);
+    bridge_config.audio_level_ext = audio_level_ext;
     bridge_config.inactivity_timeout = (config.inactivity_timeout_secs > 0)
         .then(|| Duration::from_secs(config.inactivity_timeout_secs));
     let bridge = Bridge::new(bridge_config).context("setting up the RTP port range")?;

@@ -70,6 +70,10 @@ pub struct BridgeConfig {
     pub command_queue: usize,
     /// Ticks between periodic snapshots (commands and events publish one at once).
     pub snapshot_every: u32,
+    /// RFC 8285 extension id on which participants send the RFC 6464 audio level, for
+    /// conferences whose settings name none (a bridge behind a gateway that always uses
+    /// one id, as WebRTC clients use 1). Frames it marks as silence are not decoded.
+    pub audio_level_ext: Option<u8>,
 }
 
 impl Default for BridgeConfig {
@@ -82,6 +86,7 @@ impl Default for BridgeConfig {
             rtcp_interval: Duration::from_secs(5),
             command_queue: 256,
             snapshot_every: 10,
+            audio_level_ext: None,
         }
     }
 }
@@ -195,6 +200,9 @@ impl Bridge {
             return Err(RuntimeError::InvalidConfig(
                 "command_queue and snapshot_every must be > 0",
             ));
+        }
+        if config.audio_level_ext.is_some_and(|id| !(1..=14).contains(&id)) {
+            return Err(RuntimeError::InvalidConfig("audio_level_ext must be 1..=14"));
         }
         Ok(Self { ports, config: Arc::new(config) })
     }
@@ -578,7 +586,7 @@ impl ConferenceTask {
             frame_samples: self.conference.frame_samples(),
             frame_ms: core.frame.millis(),
             jitter: self.bridge.config.jitter,
-            audio_level_ext: self.settings.audio_level_ext,
+            audio_level_ext: self.settings.audio_level_ext.or(self.bridge.config.audio_level_ext),
         };
         let leg = Leg::new(
             ports,
