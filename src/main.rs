@@ -1,5 +1,7 @@
-//! The `mixminus` binary: the standalone bridge (`serve`) and its demo (`demo`).
+//! The `mixminus` binary: the standalone bridge (`serve`), its demo (`demo`) and the
+//! benchmark harness (`bench`).
 
+mod bench;
 mod demo;
 mod serve;
 
@@ -25,6 +27,9 @@ enum Command {
     /// Starts a bridge in-process, joins four synthetic RTP participants each saying a
     /// tone, relates them through the HTTP API and checks what each one hears.
     Demo(DemoArgs),
+    /// Measures a bridge under N RTP participants (mixminus, Janus AudioBridge, or both):
+    /// CPU per participant, output packets, late frames, latency; sweeps N and plots.
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// `mixminus serve`: flags override the configuration file.
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(*args),
     };
     match result {
         Ok(code) => code,
