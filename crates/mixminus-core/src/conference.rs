@@ -444,9 +444,6 @@ impl Conference {
         }
         closed.clear();
         self.closed_groups = closed;
-        for m in self.members.iter_mut().flatten() {
-            m.has_input = false;
-        }
         self.last_summary = TickSummary {
             tick: self.tick,
             active: self.active.len(),
@@ -589,7 +586,15 @@ impl Conference {
         self.push_event(Event::RelationshipChanged { participant: p, other: o, relationship });
     }
 
+    /// Talk detection for everyone, collecting this tick's candidates (talking, allowed to
+    /// speak, sent a frame) into `active`; one pass over the participants.
     fn detect_talkers(&mut self) {
+        for &slot in &self.active {
+            if let Some(m) = self.members[slot as usize].as_mut() {
+                m.active = false;
+            }
+        }
+        self.active.clear();
         let talk = self.config.talk;
         for slot in 0..self.members.len() {
             let Some(m) = self.members[slot].as_mut() else { continue };
@@ -597,7 +602,13 @@ impl Conference {
             m.energy = energy.unwrap_or(0);
             let threshold = m.energy_threshold.unwrap_or(talk.energy_threshold);
             let id = m.id;
-            match m.talk.update(&talk, threshold, energy) {
+            let change = m.talk.update(&talk, threshold, energy);
+            if m.talk.talking && m.can_speak && m.has_input {
+                self.active.push(slot as u32);
+            }
+            // The frame is consumed: next tick starts with nothing sent.
+            m.has_input = false;
+            match change {
                 TalkChange::Started => self.push_event(Event::TalkingStarted(id)),
                 TalkChange::Stopped => self.push_event(Event::TalkingStopped(id)),
                 TalkChange::None => {}
@@ -605,20 +616,8 @@ impl Conference {
         }
     }
 
+    /// Narrows the candidates to the loudest N and finds the floor holder.
     fn select_active(&mut self) {
-        for &slot in &self.active {
-            if let Some(m) = self.members[slot as usize].as_mut() {
-                m.active = false;
-            }
-        }
-        self.active.clear();
-        for (slot, m) in self.members.iter().enumerate() {
-            if let Some(m) = m {
-                if m.talk.talking && m.can_speak && m.has_input {
-                    self.active.push(slot as u32);
-                }
-            }
-        }
         let members = &self.members;
         let energy_id = |slot: &u32| {
             // Active slots are live members: they were pushed just above.
@@ -651,10 +650,18 @@ impl Conference {
             // Active slots are live members (select_active).
             let m = self.members[slot as usize].as_mut().expect("active slots are live");
             let gain = m.input_gain;
-            for ((scaled, &sample), total) in m.scaled.iter_mut().zip(&m.input).zip(&mut self.total)
-            {
-                *scaled = gain.scale_sample(sample);
-                *total += *scaled;
+            let pairs = m.scaled.iter_mut().zip(&m.input).zip(&mut self.total);
+            if gain.is_unity() {
+                // Same result as scale_sample at unity, without the multiply.
+                for ((scaled, &sample), total) in pairs {
+                    *scaled = i32::from(sample);
+                    *total += *scaled;
+                }
+            } else {
+                for ((scaled, &sample), total) in pairs {
+                    *scaled = gain.scale_sample(sample);
+                    *total += *scaled;
+                }
             }
         }
     }
@@ -730,16 +737,13 @@ impl Conference {
             match group.key.excluded.as_slice() {
                 // The two common keys get a fused loop: the full mix, and mix-minus-one.
                 [] => {
-                    for (out, &t) in group.pcm.iter_mut().zip(total.iter()) {
-                        *out = gain.apply_and_clamp(t);
-                    }
+                    write_clamped(&mut group.pcm, total.iter().copied(), gain);
                     continue;
                 }
                 [only] => {
                     let own = scaled_of(only);
-                    for ((out, &t), &s) in group.pcm.iter_mut().zip(total.iter()).zip(own) {
-                        *out = gain.apply_and_clamp(t - s);
-                    }
+                    let mixed = total.iter().zip(own).map(|(&t, &s)| t - s);
+                    write_clamped(&mut group.pcm, mixed, gain);
                     continue;
                 }
                 excluded if excluded.len() * 2 <= active.len() => {
@@ -765,9 +769,22 @@ impl Conference {
                     }
                 }
             }
-            for (out, &a) in group.pcm.iter_mut().zip(acc.iter()) {
-                *out = gain.apply_and_clamp(a);
-            }
+            write_clamped(&mut group.pcm, acc.iter().copied(), gain);
+        }
+    }
+}
+
+/// The limiter: applies the output gain and clamps to `i16`. Unity gain, by far the
+/// common case, gets a loop of plain `i32` clamps, which the compiler vectorises.
+#[inline]
+fn write_clamped(out: &mut [i16], mixed: impl Iterator<Item = i32>, gain: Gain) {
+    if gain.is_unity() {
+        for (o, m) in out.iter_mut().zip(mixed) {
+            *o = m.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+        }
+    } else {
+        for (o, m) in out.iter_mut().zip(mixed) {
+            *o = gain.apply_and_clamp(m);
         }
     }
 }
