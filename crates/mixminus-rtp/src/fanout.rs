@@ -51,8 +51,13 @@ impl Fanout {
         }
     }
 
-    /// Forgets last tick's payloads.
+    /// Forgets last tick's payloads, and the encoders none of them came from.
     pub(crate) fn begin_tick(&mut self) {
+        // An encoder no listener used last tick has nobody left (its listeners of that
+        // codec left the group or the conference): drop it, so live encoders are the
+        // (group, codec) pairs in use, not every pair a long-lived group ever served.
+        let used = &self.encoded;
+        self.encoders.retain(|key, _| used.contains_key(key));
         self.encoded.clear();
         self.encodes_this_tick = 0;
         if self.arena.capacity() < 16 * 1024 {

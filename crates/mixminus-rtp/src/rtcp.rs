@@ -39,26 +39,52 @@ pub enum RtcpError {
     Malformed(String),
 }
 
-/// Parses one compound RTCP datagram (through the `rtcp` crate) into what the mixer uses.
+/// Parses one compound RTCP datagram into what the mixer uses.
+///
+/// The compound is walked here (RFC 3550 §6.4: version 2, each length inside the
+/// datagram); only sender reports, receiver reports and BYEs go to the `rtcp` crate, one
+/// packet at a time. Feedback, SDES, APP and XR packets are skipped unread: the crate
+/// panicked on a transport-layer NACK shorter than its fixed part (found by the `rtcp`
+/// fuzz target), and we use none of them.
 pub fn parse_rtcp(datagram: &[u8]) -> Result<RtcpSummary, RtcpError> {
     if datagram.len() > crate::MAX_RTP_DATAGRAM {
         return Err(RtcpError::TooLarge);
     }
-    let mut raw = Bytes::copy_from_slice(datagram);
-    let packets =
-        rtcp::packet::unmarshal(&mut raw).map_err(|e| RtcpError::Malformed(e.to_string()))?;
+    if datagram.is_empty() {
+        return Err(RtcpError::Malformed("empty datagram".into()));
+    }
     let mut summary = RtcpSummary::default();
-    for packet in &packets {
-        let any = packet.as_any();
-        if let Some(bye) = any.downcast_ref::<Goodbye>() {
-            summary.bye.extend(bye.sources.iter().take(32));
-        } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
-            summary.sender_report_ssrc = Some(sr.ssrc);
-            summary.reception.extend(sr.reports.iter().take(32).map(reception));
-        } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
-            summary.reception.extend(rr.reports.iter().take(32).map(reception));
+    let mut rest = datagram;
+    while !rest.is_empty() {
+        if rest.len() < 4 || rest[0] >> 6 != 2 {
+            return Err(RtcpError::Malformed("not an RTCP version 2 header".into()));
+        }
+        let len = (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1) * 4;
+        if len > rest.len() {
+            return Err(RtcpError::Malformed("packet length past the datagram".into()));
+        }
+        let (packet, tail) = rest.split_at(len);
+        rest = tail;
+        if !matches!(packet[1], 200 | 201 | 203) {
+            continue;
+        }
+        let mut raw = Bytes::copy_from_slice(packet);
+        let packets =
+            rtcp::packet::unmarshal(&mut raw).map_err(|e| RtcpError::Malformed(e.to_string()))?;
+        for packet in &packets {
+            let any = packet.as_any();
+            if let Some(bye) = any.downcast_ref::<Goodbye>() {
+                summary.bye.extend(bye.sources.iter().take(32));
+            } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                summary.sender_report_ssrc = Some(sr.ssrc);
+                summary.reception.extend(sr.reports.iter().take(32).map(reception));
+            } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                summary.reception.extend(rr.reports.iter().take(32).map(reception));
+            }
         }
     }
+    summary.bye.truncate(32);
+    summary.reception.truncate(32);
     Ok(summary)
 }
 
@@ -68,8 +94,10 @@ fn reception(r: &ReceptionReport) -> (u32, u8, u32, u32) {
 
 /// Handles one RTCP datagram from the peer (on the RTCP port or muxed on the RTP port).
 pub(crate) fn on_rtcp(leg: &mut Leg, datagram: &[u8], from: SocketAddr) {
-    // RTCP is only trusted from the peer's address (the latched RTP source's host).
-    if leg.latched.or(leg.remote).is_some_and(|peer| peer.ip() != from.ip()) {
+    // RTCP is only trusted from the peer's address (the latched RTP source's host, or the
+    // remote given at join). Until one is known nobody is the peer: a stranger's BYE must
+    // not end a leg that has not sent yet, nor its RTCP redirect our reports.
+    if leg.latched.or(leg.remote).is_none_or(|peer| peer.ip() != from.ip()) {
         leg.stats.drop(DropReason::WrongSource);
         return;
     }
@@ -167,6 +195,25 @@ mod tests {
         assert!(parse_rtcp(&[0x80, 200, 0, 99, 1, 2]).is_err());
         assert!(parse_rtcp(&[]).is_err());
         assert_eq!(parse_rtcp(&[0x80; 2000]), Err(RtcpError::TooLarge));
+    }
+
+    /// Found by `fuzz/fuzz_targets/rtcp.rs`: a transport-layer NACK (PT 205) one word
+    /// long made the `rtcp` crate read past its end and panic. It is skipped now, and the
+    /// receiver report beside it still counts.
+    #[test]
+    fn short_nack_does_not_panic() {
+        let crash = [
+            0x81, 0xcd, 0x00, 0x01, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x9a, 0xbc, 0x00, 0xe8,
+            0xe8, 0xe8, 0xe8, 0xe0, 0x81, 0xdb, 0x00, 0x0c, 0x00, 0x00, 0x12, 0x01, 0xff, 0xff,
+            0xff, 0xff, 0x00, 0x03, 0x00, 0x00, 0x35, 0x04, 0x00, 0x00, 0x00, 0xe3,
+        ];
+        assert!(parse_rtcp(&crash).is_err(), "the second header is not version 2");
+        let nack = [0x81, 205, 0, 1, 0, 0, 0, 7];
+        let rr = ReceiverReport { ssrc: 5, reports: vec![], ..Default::default() };
+        let mut compound = rtcp::packet::marshal(&[Box::new(rr)]).unwrap().to_vec();
+        compound.extend_from_slice(&nack);
+        assert_eq!(parse_rtcp(&compound), Ok(RtcpSummary::default()));
+        assert_eq!(parse_rtcp(&nack), Ok(RtcpSummary::default()));
     }
 
     proptest::proptest! {
