@@ -768,6 +768,10 @@ impl ConferenceTask {
             .collect();
         participants.sort_unstable_by_key(|p| p.info.id);
         let mut counters = self.counters;
+        counters.legs = self.legs.len() as u32;
+        counters.mixer_participants = self.conference.len() as u32;
+        counters.mixer_groups = self.conference.group_count() as u32;
+        counters.relationships = self.conference.relationship_count() as u32;
         for leg in self.legs.values() {
             for (total, leg_count) in counters.dropped.iter_mut().zip(leg.stats.dropped) {
                 *total += leg_count;

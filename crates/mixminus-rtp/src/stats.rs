@@ -137,4 +137,13 @@ pub struct ConferenceCounters {
     pub packets_out: u64,
     /// Datagrams dropped so far, all legs (including legs that left), by reason.
     pub dropped: [u64; 10],
+    /// Live legs (each holds a socket pair, a decoder and a jitter buffer), as of the
+    /// publication: what a leak check counts.
+    pub legs: u32,
+    /// Participants the mixer holds, the internal tone source included.
+    pub mixer_participants: u32,
+    /// Mix groups the mixer holds.
+    pub mixer_groups: u32,
+    /// Relationship records the mixer holds.
+    pub relationships: u32,
 }
