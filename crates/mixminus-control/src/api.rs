@@ -681,6 +681,9 @@ async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> A
         let snapshot = entry.handle().snapshot();
         if let Some(leg) = snapshot.participants.iter().find(|l| l.info.id == joined.id) {
             object = entry.participant_json(leg, &snapshot, &state.0.envelope.node);
+            // Legs the runtime removed (BYE, inactivity) would otherwise leave their
+            // metadata behind forever: a churn of such calls must not grow the registry.
+            entry.prune_members(&snapshot, joined.id);
             break;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;

@@ -256,6 +256,21 @@ impl ConferenceEntry {
         self.members.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 
+    /// Participants whose metadata is held.
+    pub fn member_count(&self) -> usize {
+        self.members.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Forgets the metadata of participants that left without the API removing them (the
+    /// runtime drops a leg on RTCP BYE or inactivity). `snapshot` must already hold
+    /// `newest`: ids only grow, so every member below `newest` that it lacks has left,
+    /// while one above may have joined after it was published and is kept.
+    pub fn prune_members(&self, snapshot: &Snapshot, newest: ParticipantId) {
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        members
+            .retain(|&id, _| id >= newest || snapshot.participants.iter().any(|l| l.info.id == id));
+    }
+
     /// A participant's metadata.
     pub fn member(&self, id: ParticipantId) -> Option<ParticipantMeta> {
         self.members.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
