@@ -2,4 +2,6 @@
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod http;
+pub mod leak;
 pub mod netem;

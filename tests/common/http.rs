@@ -1,0 +1,119 @@
+//! The bridge's HTTP API served for real (axum on a loopback TCP port) and a minimal
+//! HTTP/1.1 client that writes requests by hand, so a test can send what no well-behaved
+//! client would (no length, chunked bodies, bad headers) and reads the raw answer.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mixminus::control::{Api, Auth, Registry};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A served API.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub registry: Registry,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    /// Serves `api` (over `registry`) on an ephemeral loopback port.
+    pub async fn start(registry: Registry, auth: Auth, body_limit: usize) -> Server {
+        let app = Api::new(registry.clone(), auth).node("hostile").body_limit(body_limit).router();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Server { addr, registry, task }
+    }
+
+    /// One request on a fresh connection; `body` is sent with a `content-length`.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Response {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", self.addr);
+        if let Some(token) = token {
+            head.push_str(&format!("x-auth-token: {token}\r\n"));
+        }
+        if let Some(body) = body {
+            head.push_str(&format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                body.len()
+            ));
+        }
+        head.push_str("connection: close\r\n\r\n");
+        let mut raw = head.into_bytes();
+        raw.extend_from_slice(body.unwrap_or_default());
+        self.raw(&raw).await
+    }
+
+    /// Writes `request` as is and reads the answer until the server closes.
+    pub async fn raw(&self, request: &[u8]) -> Response {
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        // The server may answer (413) and close before it read everything: a failed write
+        // is then expected, the answer is what counts.
+        let _ = stream.write_all(request).await;
+        // Until the server closes, or for 3 s when it keeps the connection open (a request
+        // it refused may leave it waiting for more): whatever came by then is the answer.
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+        Response::parse(&bytes)
+    }
+}
+
+/// A parsed HTTP/1.1 answer.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Response {
+    fn parse(bytes: &[u8]) -> Response {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Response { status, head: head.to_owned(), text: body, json }
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
