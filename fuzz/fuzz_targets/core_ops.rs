@@ -48,14 +48,29 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut records: HashMap<(ParticipantId, ParticipantId), Relationship> = HashMap::new();
     let pick = |ids: &[ParticipantId], i: u8| -> ParticipantId {
         // Sometimes an id that is not in the conference: errors must change nothing.
-        ids.get(i as usize % (ids.len() + 1)).copied().unwrap_or(ParticipantId::new(10_000 + i as u32))
+        ids.get(i as usize % (ids.len() + 1))
+            .copied()
+            .unwrap_or(ParticipantId::new(10_000 + i as u32))
     };
     for op in ops.into_iter().take(400) {
         match op {
             Op::Join { muted, deaf } => {
-                if let Ok(id) = conf.join(JoinOptions { muted: Some(muted), deaf: Some(deaf), ..Default::default() }) {
+                if let Ok(id) = conf.join(JoinOptions {
+                    muted: Some(muted),
+                    deaf: Some(deaf),
+                    ..Default::default()
+                }) {
                     ids.push(id);
-                    model.insert(id, Model { speak: !muted, hear: !deaf, input_gain: Gain::UNITY, output_gain: Gain::UNITY, frame: None });
+                    model.insert(
+                        id,
+                        Model {
+                            speak: !muted,
+                            hear: !deaf,
+                            input_gain: Gain::UNITY,
+                            output_gain: Gain::UNITY,
+                            frame: None,
+                        },
+                    );
                 }
             }
             Op::Leave(i) => {
@@ -77,39 +92,55 @@ fuzz_target!(|ops: Vec<Op>| {
                 if valid {
                     for &p in &ps {
                         for &o in &os {
-                            if rel.is_clear() { records.remove(&(p, o)); } else { records.insert((p, o), rel); }
+                            if rel.is_clear() {
+                                records.remove(&(p, o));
+                            } else {
+                                records.insert((p, o), rel);
+                            }
                         }
                     }
                 }
             }
             Op::Speak(i, v) => {
                 let id = pick(&ids, i);
-                if conf.set_can_speak(id, v).is_ok() { model.get_mut(&id).expect("known").speak = v; }
+                if conf.set_can_speak(id, v).is_ok() {
+                    model.get_mut(&id).expect("known").speak = v;
+                }
             }
             Op::Hear(i, v) => {
                 let id = pick(&ids, i);
-                if conf.set_can_hear(id, v).is_ok() { model.get_mut(&id).expect("known").hear = v; }
+                if conf.set_can_hear(id, v).is_ok() {
+                    model.get_mut(&id).expect("known").hear = v;
+                }
             }
             Op::InputGain(i, level) => {
                 let id = pick(&ids, i);
                 if let Ok(g) = Gain::from_level(level) {
-                    if conf.set_input_gain(id, g).is_ok() { model.get_mut(&id).expect("known").input_gain = g; }
+                    if conf.set_input_gain(id, g).is_ok() {
+                        model.get_mut(&id).expect("known").input_gain = g;
+                    }
                 }
             }
             Op::OutputGain(i, level) => {
                 let id = pick(&ids, i);
                 if let Ok(g) = Gain::from_level(level) {
-                    if conf.set_output_gain(id, g).is_ok() { model.get_mut(&id).expect("known").output_gain = g; }
+                    if conf.set_output_gain(id, g).is_ok() {
+                        model.get_mut(&id).expect("known").output_gain = g;
+                    }
                 }
             }
             Op::Frame { who, level, ramp } => {
                 let id = pick(&ids, who);
-                let frame: Vec<i16> = (0..n).map(|k| if ramp { level.wrapping_add(k as i16 * 97) } else { level }).collect();
-                if conf.push_input(id, &frame).is_ok() { model.get_mut(&id).expect("known").frame = Some(frame); }
+                let frame: Vec<i16> = (0..n)
+                    .map(|k| if ramp { level.wrapping_add(k as i16 * 97) } else { level })
+                    .collect();
+                if conf.push_input(id, &frame).is_ok() {
+                    model.get_mut(&id).expect("known").frame = Some(frame);
+                }
             }
             Op::Tick => {
                 conf.tick();
-                let mut naive = NaiveMixer { relationships: records.clone(), ..Default::default() };
+                let mut naive = NaiveMixer::new(Vec::new(), records.clone());
                 for &id in &ids {
                     let m = &model[&id];
                     naive.participants.push(NaiveParticipant {
@@ -124,9 +155,15 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
                 naive.mix();
                 for (k, &id) in ids.iter().enumerate() {
-                    assert_eq!(conf.output(id).expect("joined").pcm, naive.output(k), "listener {id}");
+                    assert_eq!(
+                        conf.output(id).expect("joined").pcm,
+                        naive.output(k),
+                        "listener {id}"
+                    );
                 }
-                for m in model.values_mut() { m.frame = None; }
+                for m in model.values_mut() {
+                    m.frame = None;
+                }
                 let mut expected: Vec<_> = records.iter().map(|(&(p, o), &r)| (p, o, r)).collect();
                 expected.sort_unstable_by_key(|&(p, o, _)| (p, o));
                 assert_eq!(conf.relationships(), expected);

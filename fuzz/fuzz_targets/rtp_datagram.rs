@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use mixminus_rtp::{
-    new_decoder, CodecKind, CodecParams, JitterBuffer, JitterConfig, Playout, RtpPacket, SequenceExtender,
+    new_decoder, CodecKind, CodecParams, JitterBuffer, JitterConfig, Playout, RtpPacket,
+    SequenceExtender,
 };
 
 fuzz_target!(|datagrams: Vec<Vec<u8>>| {
@@ -23,12 +24,18 @@ fuzz_target!(|datagrams: Vec<Vec<u8>>| {
         if let Ok(packet) = RtpPacket::parse(datagram) {
             let _ = packet.audio_level(1);
             if let Some(ext) = seq.extend(packet.sequence()) {
-                jitter.insert(now, ext, packet.timestamp(), Bytes::copy_from_slice(packet.payload()));
+                jitter.insert(
+                    now,
+                    ext,
+                    packet.timestamp(),
+                    Bytes::copy_from_slice(packet.payload()),
+                );
             }
         }
         match jitter.pop(now) {
             Playout::Packet(payload) => {
-                let decoder = if payload.first().is_some_and(|b| b & 1 == 0) { &mut opus } else { &mut pcmu };
+                let decoder =
+                    if payload.first().is_some_and(|b| b & 1 == 0) { &mut opus } else { &mut pcmu };
                 if let Ok(n) = decoder.decode(&payload, &mut out) {
                     assert!(n <= out.len());
                 }

@@ -9,6 +9,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(offer) = AudioOffer::parse(text, 20) {
         let answer = offer.answer("127.0.0.1:20000".parse().expect("literal"), 1);
         assert!(answer.starts_with("v=0\r\n"));
-        assert_eq!(AudioOffer::parse(&answer, 20).map(|a| a.codec.kind).ok(), Some(offer.codec.kind));
+        assert_eq!(
+            AudioOffer::parse(&answer, 20).map(|a| a.codec.kind).ok(),
+            Some(offer.codec.kind)
+        );
     }
 });
