@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mixminus_rtp::{
-    new_decoder, write_rtp_header, write_rtp_header_with_audio_level, CodecKind, CodecParams,
-    RtpHeader, RtpPacket, SequenceExtender,
+    is_rtcp, new_decoder, write_rtp_header, write_rtp_header_with_audio_level, CodecKind,
+    CodecParams, RtpHeader, RtpPacket, SequenceExtender,
 };
 
 use super::media::{
@@ -42,19 +42,19 @@ pub(crate) struct Sockets {
 }
 
 impl Sockets {
-    /// Binds `n` UDP sockets on 127.0.0.1 from the port range `lo..=hi` (skipping ports
-    /// in use).
+    /// Binds `n` UDP sockets on 127.0.0.1 at even ports of the range `lo..=hi` (skipping
+    /// ports in use). The odd port above each is left free: bridges send RTCP there.
     pub(crate) fn bind(n: usize, lo: u16, hi: u16) -> anyhow::Result<Self> {
         let mut sockets = Vec::with_capacity(n);
-        let mut port = lo;
+        let mut port = u32::from(lo) + u32::from(lo % 2);
         while sockets.len() < n {
-            if port > hi || port == 0 {
-                anyhow::bail!("generator port range {lo}-{hi} has fewer than {n} free ports");
-            }
-            if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
+            let Some(p) = u16::try_from(port).ok().filter(|&p| p < hi) else {
+                anyhow::bail!("generator port range {lo}-{hi} has fewer than {n} free port pairs");
+            };
+            if let Ok(socket) = UdpSocket::bind(("127.0.0.1", p)) {
                 sockets.push(socket);
             }
-            port = port.wrapping_add(1);
+            port += 2;
         }
         Ok(Self { sockets })
     }
@@ -283,7 +283,13 @@ async fn receive_all(
                     received = socket.recv_from(&mut buf) => {
                         let Ok((len, _)) = received else { continue };
                         let now = Instant::now();
+                        if is_rtcp(&buf[..len]) {
+                            continue;
+                        }
                         let Ok(packet) = RtpPacket::parse(&buf[..len]) else { continue };
+                        if packet.payload_type() != PAYLOAD_TYPE {
+                            continue;
+                        }
                         let Some(ext) = seq.extend_ssrc(packet.ssrc(), packet.sequence()) else {
                             continue;
                         };
@@ -357,6 +363,10 @@ struct Probe {
 
 /// Marker detection works on 5 ms blocks.
 const BLOCK: usize = 240;
+/// The marker (said at about −18 dB) counts as on above this level in a block…
+const MARKER_ON_DB: f64 = -30.0;
+/// …and off again below this one (well above the talkers' leakage into its bin).
+const MARKER_OFF_DB: f64 = -40.0;
 
 impl Probe {
     fn new(talkers: usize, markers: Arc<Mutex<Vec<Instant>>>) -> anyhow::Result<Self> {
@@ -378,7 +388,7 @@ impl Probe {
         }
         for (b, block) in self.pcm.chunks(BLOCK).enumerate() {
             let level = mixminus_rtp::dsp::tone_dbfs(block, RATE, MARKER_HZ);
-            if !self.marker_on && level > -35.0 {
+            if !self.marker_on && level > MARKER_ON_DB {
                 self.marker_on = true;
                 // The onset sits `b` blocks into a frame that arrived whole at `arrival`.
                 let offset = Duration::from_secs_f64((b * BLOCK) as f64 / f64::from(RATE));
@@ -392,7 +402,7 @@ impl Probe {
                         self.latencies_ms.push(latency.as_secs_f64() * 1e3);
                     }
                 }
-            } else if self.marker_on && level < -45.0 {
+            } else if self.marker_on && level < MARKER_OFF_DB {
                 self.marker_on = false;
             }
         }
