@@ -1,0 +1,199 @@
+//! A leg's life over real UDP: latching, symmetric RTP and split ports, RTCP sender reports,
+//! and the two ways a participant ends without a control-plane leave (RTCP BYE and
+//! inactivity).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mixminus::core::{ConferenceConfig, ParticipantId};
+use mixminus::rtp::{
+    write_rtp_header, Bridge, BridgeConfig, CodecKind, CodecParams, ConferenceHandle,
+    ConferenceSettings, DropReason, JoinRequest, RtpHeader,
+};
+use tokio::net::UdpSocket;
+
+fn bridge(inactivity: Option<Duration>) -> Bridge {
+    let mut config = BridgeConfig::default();
+    config.rtp_ports = (34_000, 34_999);
+    config.inactivity_timeout = inactivity;
+    config.rtcp_interval = Duration::from_millis(200);
+    Bridge::new(config).unwrap()
+}
+
+fn start(bridge: &Bridge) -> ConferenceHandle {
+    bridge.start_conference(ConferenceSettings::new(ConferenceConfig::default())).unwrap()
+}
+
+/// One PCMU packet of a loud square wave (well above the talk threshold).
+fn pcmu_packet(seq: u16, ssrc: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(172);
+    let header = RtpHeader {
+        payload_type: 0,
+        marker: false,
+        sequence: seq,
+        timestamp: u32::from(seq) * 160,
+        ssrc,
+    };
+    write_rtp_header(&mut out, &header);
+    // μ-law 0x8F ≈ +8000, 0x0F ≈ −8000.
+    out.extend((0..160).map(|i| if (i / 10) % 2 == 0 { 0x8F } else { 0x0F }));
+    out
+}
+
+/// Sends `count` packets, one per 20 ms, from `socket` to `to`.
+async fn send_packets(socket: &UdpSocket, to: SocketAddr, first_seq: u16, count: u16, ssrc: u32) {
+    for k in 0..count {
+        socket.send_to(&pcmu_packet(first_seq.wrapping_add(k), ssrc), to).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn present(conference: &ConferenceHandle, id: ParticipantId) -> bool {
+    conference.snapshot().participants.iter().any(|l| l.info.id == id)
+}
+
+async fn bind() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latching_fixes_the_source_and_symmetric_rtp_answers_it() {
+    let bridge = bridge(None);
+    let conference = start(&bridge);
+    let pcmu = CodecParams::new(CodecKind::Pcmu);
+    let a = conference.join(JoinRequest::new(pcmu, None)).await.unwrap();
+    let b = conference.join(JoinRequest::new(pcmu, None)).await.unwrap();
+    let (a_sock, b_sock, stranger) = (bind().await, bind().await, bind().await);
+
+    // b talks so that a has something to hear; a sends so the bridge latches a's address.
+    let b_target = b.local_rtp;
+    let b_task = tokio::spawn(async move { send_packets(&b_sock, b_target, 0, 50, 22).await });
+    send_packets(&a_sock, a.local_rtp, 0, 10, 11).await;
+    // A stranger's packets to a's port, after the latch, are dropped and counted.
+    send_packets(&stranger, a.local_rtp, 500, 5, 99).await;
+
+    // The mix comes back to the latched address, with the bridge's own SSRC for a.
+    let mut buf = [0u8; 1500];
+    let (len, from) = tokio::time::timeout(Duration::from_secs(2), a_sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from, a.local_rtp);
+    assert!(len > 12 && buf[0] >> 6 == 2, "an RTP packet");
+    b_task.await.unwrap();
+
+    let snapshot = conference.snapshot();
+    let leg = snapshot.participants.iter().find(|l| l.info.id == a.id).unwrap();
+    assert_eq!(leg.latched, Some(a_sock.local_addr().unwrap()));
+    assert_eq!(leg.stats.dropped(DropReason::WrongSource), 5);
+    conference.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_ports_send_from_one_and_receive_on_another() {
+    let bridge = bridge(None);
+    let conference = start(&bridge);
+    let pcmu = CodecParams::new(CodecKind::Pcmu);
+    let (send_sock, recv_sock, other) = (bind().await, bind().await, bind().await);
+    let a = conference
+        .join(JoinRequest::new(pcmu, Some(recv_sock.local_addr().unwrap())))
+        .await
+        .unwrap();
+    let b = conference.join(JoinRequest::new(pcmu, None)).await.unwrap();
+    let b_target = b.local_rtp;
+    let b_task = tokio::spawn(async move { send_packets(&other, b_target, 0, 40, 22).await });
+    send_packets(&send_sock, a.local_rtp, 0, 10, 11).await;
+    let mut buf = [0u8; 1500];
+    let (_, from) = tokio::time::timeout(Duration::from_secs(2), recv_sock.recv_from(&mut buf))
+        .await
+        .expect("the mix goes to the address given at join")
+        .unwrap();
+    assert_eq!(from, a.local_rtp);
+    b_task.await.unwrap();
+    conference.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_reports_go_to_the_rtcp_port() {
+    let bridge = bridge(None);
+    let conference = start(&bridge);
+    // The client's RTP and RTCP ports: an even port and the one above, as RFC 3550 has it.
+    let (rtp, rtcp) = loop {
+        let rtp = bind().await;
+        let port = rtp.local_addr().unwrap().port();
+        if port % 2 == 0 {
+            if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)).await {
+                break (rtp, rtcp);
+            }
+        }
+    };
+    let pcmu = CodecParams::new(CodecKind::Pcmu);
+    let a = conference.join(JoinRequest::new(pcmu, Some(rtp.local_addr().unwrap()))).await.unwrap();
+    let sender = tokio::spawn(async move { send_packets(&rtp, a.local_rtp, 0, 40, 11).await });
+    let mut buf = [0u8; 1500];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut saw_sr = false;
+    while !saw_sr && Instant::now() < deadline {
+        if let Ok(Ok((len, from))) =
+            tokio::time::timeout(Duration::from_millis(500), rtcp.recv_from(&mut buf)).await
+        {
+            assert_eq!(from.port(), a.local_rtp.port() + 1, "RTCP comes from the RTCP port");
+            saw_sr = len >= 28 && buf[1] == 200;
+        }
+    }
+    assert!(saw_sr, "no RTCP sender report within 3 s");
+    sender.await.unwrap();
+    conference.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtcp_bye_from_the_latched_source_removes_the_participant() {
+    let bridge = bridge(None);
+    let conference = start(&bridge);
+    let pcmu = CodecParams::new(CodecKind::Pcmu);
+    let a = conference.join(JoinRequest::new(pcmu, None)).await.unwrap();
+    let stays = conference.join(JoinRequest::new(pcmu, None)).await.unwrap();
+    let sock = bind().await;
+    send_packets(&sock, a.local_rtp, 0, 5, 0xA11CE).await;
+    assert!(present(&conference, a.id));
+
+    // BYE for its SSRC, multiplexed on the RTP port as rtcp-mux peers send it.
+    let ssrc = 0xA11CEu32.to_be_bytes();
+    let bye = [0x81, 203, 0, 1, ssrc[0], ssrc[1], ssrc[2], ssrc[3]];
+    sock.send_to(&bye, a.local_rtp).await.unwrap();
+    wait_until("the BYE to remove the leg", Duration::from_secs(2), || !present(&conference, a.id))
+        .await;
+    assert!(present(&conference, stays.id), "only the sender of the BYE leaves");
+    assert_eq!(bridge.ports_in_use(), 1, "its ports are released");
+    conference.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_participant_times_out_and_a_sending_one_stays() {
+    let bridge = bridge(Some(Duration::from_millis(400)));
+    let conference = start(&bridge);
+    let pcmu = CodecParams::new(CodecKind::Pcmu);
+    let quits = conference.join(JoinRequest::new(pcmu, None)).await.unwrap();
+    let keeps = conference.join(JoinRequest::new(pcmu, None)).await.unwrap();
+    let (q_sock, k_sock) = (bind().await, bind().await);
+    let keeps_target = keeps.local_rtp;
+    let keeper = tokio::spawn(async move { send_packets(&k_sock, keeps_target, 0, 75, 2).await });
+    send_packets(&q_sock, quits.local_rtp, 0, 5, 1).await;
+    let stopped = Instant::now();
+    wait_until("the inactivity timeout", Duration::from_secs(2), || {
+        !present(&conference, quits.id)
+    })
+    .await;
+    assert!(stopped.elapsed() >= Duration::from_millis(350), "removed before its timeout");
+    assert!(present(&conference, keeps.id), "a participant that keeps sending stays");
+    keeper.await.unwrap();
+    conference.stop().await.unwrap();
+}
