@@ -43,6 +43,7 @@ async fn tones_survive_loss_jitter_reordering_and_duplicates() {
                 jitter: Duration::from_millis(40),
                 duplicate: 0.05,
                 seed: 17 + i as u64,
+                ..Impairment::default()
             },
         )
         .await;

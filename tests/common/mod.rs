@@ -5,3 +5,4 @@
 pub mod http;
 pub mod leak;
 pub mod netem;
+pub mod talker;

@@ -25,6 +25,25 @@ pub struct Impairment {
     pub duplicate: f64,
     /// RNG seed.
     pub seed: u64,
+    /// Probability a packet is held back `reorder_by` more, so later packets overtake it.
+    pub reorder: f64,
+    /// How long a reordered packet is held back.
+    pub reorder_by: Duration,
+}
+
+impl Default for Impairment {
+    /// A clean path.
+    fn default() -> Self {
+        Self {
+            loss: 0.0,
+            delay: Duration::ZERO,
+            jitter: Duration::ZERO,
+            duplicate: 0.0,
+            seed: 1,
+            reorder: 0.0,
+            reorder_by: Duration::from_millis(50),
+        }
+    }
 }
 
 /// Counters, for assertions.
@@ -33,6 +52,7 @@ pub struct Counters {
     pub forwarded: AtomicU64,
     pub dropped: AtomicU64,
     pub duplicated: AtomicU64,
+    pub reordered: AtomicU64,
 }
 
 /// A running proxy: the client sends to `client_facing`; replies come back to it.
@@ -87,7 +107,11 @@ impl Proxy {
                         let copies = if rng.next_f64() < impairment.duplicate { 2 } else { 1 };
                         if copies == 2 { c.duplicated.fetch_add(1, Ordering::Relaxed); }
                         for _ in 0..copies {
-                            let extra = impairment.jitter.mul_f64(rng.next_f64());
+                            let mut extra = impairment.jitter.mul_f64(rng.next_f64());
+                            if impairment.reorder > 0.0 && rng.next_f64() < impairment.reorder {
+                                c.reordered.fetch_add(1, Ordering::Relaxed);
+                                extra += impairment.reorder_by;
+                            }
                             order += 1;
                             queue.push(Reverse((Instant::now() + impairment.delay + extra, order, buf[..len].to_vec())));
                         }

@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::codec::{CodecError, CodecParams, CodecSettings};
 use crate::fanout::Fanout;
-use crate::jitter::JitterConfig;
+use crate::jitter::{JitterConfig, JitterStats};
 use crate::leg::{Leg, MediaFormat, MAX_DATAGRAM};
 use crate::ports::PortPool;
 use crate::stats::{ConferenceCounters, DropReason, LegStats};
@@ -163,6 +163,8 @@ pub struct LegSnapshot {
     pub stats: LegStats,
     /// Jitter buffer depth now, in frames.
     pub jitter_depth: u32,
+    /// The jitter buffer's counters (late, lost, concealed, overflow, drift, target depth).
+    pub jitter: JitterStats,
     /// The last RFC 6464 level it sent (−dBov), if it sends them.
     pub audio_level: Option<u8>,
 }
@@ -762,6 +764,7 @@ impl ConferenceTask {
                     joined_at: leg.joined_wall,
                     stats: leg.stats,
                     jitter_depth: leg.jitter().depth() as u32,
+                    jitter: leg.jitter().stats(),
                     audio_level: leg.last_audio_level,
                 })
             })
