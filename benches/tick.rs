@@ -123,8 +123,7 @@ impl Scenario {
         let ids: Vec<_> = (1..=self.n as u32).map(ParticipantId::new).collect();
         let participants = ids
             .iter()
-            .enumerate()
-            .map(|(i, &id)| NaiveParticipant {
+            .map(|&id| NaiveParticipant {
                 id,
                 can_speak: true,
                 can_hear: true,

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use mixminus::core::{ConferenceConfig, ParticipantId};
 use mixminus::rtp::{
-    write_rtp_header, Bridge, BridgeConfig, CodecKind, CodecParams, ConferenceHandle,
-    ConferenceSettings, DropReason, JoinRequest, RtpHeader,
+    write_rtp_header, write_rtp_header_with_audio_level, AudioLevel, Bridge, BridgeConfig,
+    CodecKind, CodecParams, ConferenceHandle, ConferenceSettings, DropReason, JoinRequest,
+    RtpHeader,
 };
 use tokio::net::UdpSocket;
 
@@ -195,5 +196,91 @@ async fn a_silent_participant_times_out_and_a_sending_one_stays() {
     assert!(stopped.elapsed() >= Duration::from_millis(350), "removed before its timeout");
     assert!(present(&conference, keeps.id), "a participant that keeps sending stays");
     keeper.await.unwrap();
+    conference.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtcp_mux_reports_arrive_on_the_rtp_port() {
+    let bridge = bridge(None);
+    let conference = start(&bridge);
+    let sock = bind().await;
+    let mut request = JoinRequest::new(CodecParams::new(CodecKind::Pcmu), None);
+    request.rtcp_mux = true;
+    let a = conference.join(request).await.unwrap();
+    let target = a.local_rtp;
+    let mut buf = [0u8; 1500];
+    let mut saw_sr = false;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut seq = 0u16;
+    while !saw_sr && Instant::now() < deadline {
+        sock.send_to(&pcmu_packet(seq, 7), target).await.unwrap();
+        seq += 1;
+        if let Ok(Ok((len, from))) =
+            tokio::time::timeout(Duration::from_millis(20), sock.recv_from(&mut buf)).await
+        {
+            assert_eq!(from, target, "RTP and RTCP both come from the one port");
+            saw_sr |= len >= 28 && buf[1] == 200;
+        }
+    }
+    assert!(saw_sr, "no multiplexed sender report within 3 s");
+    conference.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_leg_audio_level_id_skips_decoding_silent_frames() {
+    let bridge = bridge(None);
+    let conference = start(&bridge);
+    let mut request = JoinRequest::new(CodecParams::new(CodecKind::Pcmu), None);
+    request.audio_level_ext = Some(3);
+    let a = conference.join(request).await.unwrap();
+    let sock = bind().await;
+    for seq in 0..25u16 {
+        let mut packet = Vec::new();
+        let header = RtpHeader {
+            payload_type: 0,
+            marker: false,
+            sequence: seq,
+            timestamp: u32::from(seq) * 160,
+            ssrc: 5,
+        };
+        // Digital silence (127 −dBov, no voice) on extension id 3.
+        write_rtp_header_with_audio_level(
+            &mut packet,
+            &header,
+            3,
+            AudioLevel { voice: false, level_dbov: 127 },
+        )
+        .unwrap();
+        packet.extend([0xFFu8; 160]);
+        sock.send_to(&packet, a.local_rtp).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_until("silent frames to play out", Duration::from_secs(2), || {
+        let s = conference.snapshot();
+        s.participants
+            .iter()
+            .find(|l| l.info.id == a.id)
+            .is_some_and(|l| l.stats.silent_skipped >= 15)
+    })
+    .await;
+    let s = conference.snapshot();
+    let leg = s.participants.iter().find(|l| l.info.id == a.id).unwrap();
+    // Concealment at the stream's start may count as a decode; no payload was decoded.
+    assert_eq!(
+        leg.stats.decodes, leg.stats.concealed,
+        "a frame marked silent was decoded: {:?}",
+        leg.stats
+    );
+    assert!(
+        conference
+            .join({
+                let mut r = JoinRequest::new(CodecParams::new(CodecKind::Pcmu), None);
+                r.audio_level_ext = Some(15);
+                r
+            })
+            .await
+            .is_err(),
+        "extension ids stop at 14"
+    );
     conference.stop().await.unwrap();
 }

@@ -668,6 +668,11 @@ async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> A
     };
     let mut request = JoinRequest::new(codec, remote);
     request.options = options;
+    if let Some(offer) = &offer {
+        // Only what the answer echoes back is honoured, so the two never disagree.
+        request.audio_level_ext = offer.audio_level_ext;
+        request.rtcp_mux = offer.rtcp_mux;
+    }
     let joined = entry.handle().join(request).await?;
     let call_id = body.call_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     entry.add_member(

@@ -41,6 +41,8 @@ pub(crate) struct Leg {
     pub(crate) latched: Option<SocketAddr>,
     /// Where RTCP goes: learned from the peer's RTCP, else the RTP destination's port + 1.
     rtcp_remote: Option<SocketAddr>,
+    /// RTCP shares the RTP port (`a=rtcp-mux`).
+    rtcp_mux: bool,
     decoder: Box<dyn AudioDecoder + Send>,
     jitter: JitterBuffer,
     seq: SequenceExtender,
@@ -66,6 +68,7 @@ impl Leg {
         ports: PortPair,
         codec: CodecParams,
         remote: Option<SocketAddr>,
+        rtcp_mux: bool,
         media: &MediaFormat,
         now: Instant,
         ssrc: u32,
@@ -79,7 +82,14 @@ impl Leg {
             codec,
             remote,
             latched: None,
-            rtcp_remote: remote.map(|r| SocketAddr::new(r.ip(), r.port().wrapping_add(1))),
+            rtcp_remote: remote.map(|r| {
+                if rtcp_mux {
+                    r
+                } else {
+                    SocketAddr::new(r.ip(), r.port().wrapping_add(1))
+                }
+            }),
+            rtcp_mux,
             decoder,
             jitter: JitterBuffer::new(jitter, frame_ms, codec.clock_rate),
             seq: SequenceExtender::new(),
@@ -275,8 +285,23 @@ impl Leg {
 
     pub(crate) fn rtcp_destination(&self) -> Option<SocketAddr> {
         self.rtcp_remote.or_else(|| {
-            self.destination().map(|d| SocketAddr::new(d.ip(), d.port().wrapping_add(1)))
+            let rtp = self.destination()?;
+            Some(if self.rtcp_mux {
+                rtp
+            } else {
+                SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1))
+            })
         })
+    }
+
+    /// The socket RTCP leaves from: the RTP socket when multiplexed, so the peer sees one
+    /// port (RFC 5761).
+    pub(crate) fn rtcp_socket(&self) -> &tokio::net::UdpSocket {
+        if self.rtcp_mux {
+            &self.ports.rtp
+        } else {
+            &self.ports.rtcp
+        }
     }
 
     pub(crate) fn learn_rtcp_source(&mut self, from: SocketAddr) {

@@ -148,7 +148,7 @@ pub(crate) fn maybe_send_report(leg: &mut Leg, now: Instant, interval: Duration)
         profile_extensions: Bytes::new(),
     };
     if let Ok(bytes) = rtcp::packet::marshal(&[Box::new(report)]) {
-        let _ = leg.ports.rtcp.try_send_to(&bytes, destination);
+        let _ = leg.rtcp_socket().try_send_to(&bytes, destination);
     }
 }
 
@@ -158,7 +158,7 @@ pub(crate) fn send_bye(leg: &Leg) {
     let bye =
         Goodbye { sources: vec![leg.out_ssrc], reason: Bytes::from_static(b"conference left") };
     if let Ok(bytes) = rtcp::packet::marshal(&[Box::new(bye)]) {
-        let _ = leg.ports.rtcp.try_send_to(&bytes, destination);
+        let _ = leg.rtcp_socket().try_send_to(&bytes, destination);
     }
 }
 

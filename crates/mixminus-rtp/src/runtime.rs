@@ -124,12 +124,23 @@ pub struct JoinRequest {
     pub codec: CodecParams,
     /// Where to send its mix; `None` = back to where its RTP comes from (symmetric RTP).
     pub remote: Option<SocketAddr>,
+    /// RFC 8285 extension id on which this participant sends the RFC 6464 audio level (from
+    /// its SDP `a=extmap`); `None` = the conference's or bridge's id, if any.
+    pub audio_level_ext: Option<u8>,
+    /// RTCP shares the RTP port (SDP `a=rtcp-mux`): reports go to the RTP destination.
+    pub rtcp_mux: bool,
 }
 
 impl JoinRequest {
     /// A join with default flags.
     pub fn new(codec: CodecParams, remote: Option<SocketAddr>) -> Self {
-        Self { options: JoinOptions::default(), codec, remote }
+        Self {
+            options: JoinOptions::default(),
+            codec,
+            remote,
+            audio_level_ext: None,
+            rtcp_mux: false,
+        }
     }
 }
 
@@ -577,6 +588,9 @@ impl ConferenceTask {
         if self.conference.len() >= core.max_participants {
             return Err(mixminus_core::Error::ConferenceFull(core.max_participants).into());
         }
+        if request.audio_level_ext.is_some_and(|id| !(1..=14).contains(&id)) {
+            return Err(RuntimeError::InvalidRequest("audio_level_ext must be 1..=14"));
+        }
         let ports = self.bridge.ports.take()?;
         // SSRCs from a per-conference xorshift: distinct per leg, unpredictable enough for
         // loop detection (not a security property).
@@ -588,12 +602,16 @@ impl ConferenceTask {
             frame_samples: self.conference.frame_samples(),
             frame_ms: core.frame.millis(),
             jitter: self.bridge.config.jitter,
-            audio_level_ext: self.settings.audio_level_ext.or(self.bridge.config.audio_level_ext),
+            audio_level_ext: request
+                .audio_level_ext
+                .or(self.settings.audio_level_ext)
+                .or(self.bridge.config.audio_level_ext),
         };
         let leg = Leg::new(
             ports,
             request.codec,
             request.remote,
+            request.rtcp_mux,
             &media,
             Instant::now(),
             self.ssrc_seed as u32,
