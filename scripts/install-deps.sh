@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system packages mixminus needs on a fresh Debian/Ubuntu machine, and only those
+# that are missing: libopus (or cmake for the bundled build) for the codecs, and GStreamer for
+# the end-to-end tests that use it as a real RTP client. Uses sudo when not root.
+set -euo pipefail
+
+need=()
+pkg-config --exists opus 2>/dev/null || need+=(libopus-dev pkg-config cmake)
+command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
+gst-inspect-1.0 opusenc >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-base)
+gst-inspect-1.0 rtpopuspay >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "install-deps: installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+else
+  echo "install-deps: nothing to install"
+fi
