@@ -216,7 +216,7 @@ fn named_field(r: &Response) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_get_401_and_other_accounts_403_and_change_nothing() {
-    let w = world((35_000, 35_399)).await;
+    let w = world((12_000, 12_399)).await;
     let registry = &w.server.registry;
     let before = fingerprint(registry);
     let mut refusals = 0;
@@ -272,7 +272,7 @@ async fn strangers_get_401_and_other_accounts_403_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_invalid_and_mistyped_bodies_are_refused_and_change_nothing() {
-    let w = world((35_400, 35_799)).await;
+    let w = world((12_400, 12_799)).await;
     let registry = &w.server.registry;
     let before = fingerprint(registry);
     let (account, conf, ids, call) = &w.confs[0];
@@ -420,7 +420,7 @@ async fn oversized_invalid_and_mistyped_bodies_are_refused_and_change_nothing() 
 /// the server keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_http_is_refused_and_the_server_keeps_serving() {
-    let w = world((35_800, 35_999)).await;
+    let w = world((12_800, 12_999)).await;
     let before = fingerprint(&w.server.registry);
     let garbage: [&[u8]; 6] = [
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", // a TLS hello
