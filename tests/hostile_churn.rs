@@ -216,3 +216,49 @@ async fn churn_keeps_nothing() {
 async fn churn_soak_10k() {
     churn(10_000, (14_500, 14_999)).await;
 }
+
+/// A participant the runtime removes by itself (here: its peer sends an RTCP BYE) leaves no
+/// call metadata behind once someone else joins, even if nobody lists the participants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_of_legs_the_runtime_removed_is_pruned() {
+    let mut config = BridgeConfig::default();
+    config.rtp_ports = (14_400, 14_499);
+    let registry = Registry::new(Bridge::new(config).unwrap(), 4);
+    let auth = Auth::default().with_token(TOKEN, AccountScope::All);
+    let server = Server::start(registry.clone(), auth, 64 * 1024).await;
+    let doc = json!({"data": {"id": "churn"}});
+    let r = server
+        .call("PUT", "/v2/accounts/acc1/conferences", Some(TOKEN), Some(doc.to_string().as_bytes()))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let join = json!({"data": {"action": "join", "data": {"call_id": "leaving", "rtp": {"codec": "pcmu"}}}});
+    let joined = put(&server, &format!("{BASE}/participants"), join).await;
+    let port = joined["rtp"]["local_port"].as_u64().unwrap() as u16;
+    let entry = registry.get("acc1", "churn").unwrap();
+    assert_eq!(entry.member_count(), 1);
+
+    // Its phone sends one PCMU packet (the leg latches), then says BYE.
+    let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut rtp = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x0b, 0xad];
+    rtp.extend_from_slice(&[0xff; 160]);
+    phone.send_to(&rtp, ("127.0.0.1", port)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let bye = [0x81, 203, 0, 1, 0, 0, 0x0b, 0xad];
+    phone.send_to(&bye, ("127.0.0.1", port + 1)).await.unwrap();
+    let gone =
+        leak::settle(0, Duration::from_secs(3), || entry.handle().snapshot().participants.len())
+            .await;
+    assert_eq!(gone, 0, "the BYE removed the participant");
+    assert_eq!(entry.member_count(), 1, "its metadata is still there until something prunes it");
+
+    let join =
+        json!({"data": {"action": "join", "data": {"call_id": "next", "rtp": {"codec": "pcmu"}}}});
+    put(&server, &format!("{BASE}/participants"), join).await;
+    assert_eq!(
+        entry.member_count(),
+        1,
+        "the join pruned the metadata of the participant that left"
+    );
+    assert!(entry.participant_by_call("leaving").is_none());
+    registry.stop_all().await;
+}

@@ -1,10 +1,10 @@
-//! Flood: a stranger (on another loopback address, 127.0.0.2) sends garbage as fast as a
-//! thread can — random bytes, RTP-looking packets with the right and wrong payload types,
+//! Flood: a stranger (on another loopback address, 127.0.0.2) sends garbage from one thread
+//! paced at 40,000 datagrams/s — random bytes, RTP-looking packets with the right and wrong payload types,
 //! oversized datagrams, RTCP BYEs — to a talking participant's RTP and RTCP ports, to a
 //! joined participant that has sent nothing yet, and to ports of the range nobody uses.
-//! The conference must keep real time (no late ticks beyond those of a quiet window of the
-//! same length), keep mixing (the listener still hears the talker), keep every participant,
-//! and count what it dropped.
+//! The conference must keep real time (no more late or skipped ticks than a quiet window
+//! of the same length shows, give or take the noise of a shared machine), keep mixing (the
+//! listener still hears the talker), keep every participant, and count what it dropped.
 //!
 //! `flood_keeps_real_time` floods for 2 s (CI); `flood_soak` (ignored) for 30 s.
 
@@ -64,7 +64,7 @@ struct Flood {
 }
 
 impl Flood {
-    /// One sending thread over `targets`, as fast as it can but at most `max_pps`.
+    /// One sending thread over `targets`, at `max_pps` (or as fast as it can, if slower).
     fn start(targets: Vec<SocketAddr>, max_pps: u64) -> Flood {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
@@ -129,6 +129,7 @@ async fn flood(seconds: u64, ports: (u16, u16)) {
     tokio::time::sleep(window).await;
     let quiet_end = conference.snapshot().counters;
     let quiet_late = quiet_end.late_ticks - quiet_start.late_ticks;
+    let quiet_skipped = quiet_end.skipped_ticks - quiet_start.skipped_ticks;
 
     let rtcp = |addr: SocketAddr| SocketAddr::new(addr.ip(), addr.port() + 1);
     let unused: Vec<SocketAddr> =
@@ -150,6 +151,7 @@ async fn flood(seconds: u64, ports: (u16, u16)) {
 
     let flood_late = after.counters.late_ticks - before.counters.late_ticks;
     let ticks = after.counters.ticks - before.counters.ticks;
+    let skipped = after.counters.skipped_ticks - before.counters.skipped_ticks;
     let expected_ticks = window.as_millis() as u64 / 20;
     let leg = |s: &Snapshot, id| s.participants.iter().find(|p| p.info.id == id).cloned();
     let by_reason: Vec<(&str, u64)> = DropReason::ALL
@@ -160,8 +162,8 @@ async fn flood(seconds: u64, ports: (u16, u16)) {
         .filter(|(_, n)| *n > 0)
         .collect();
     println!(
-        "flood: {sent} datagrams in {:.1} s ({rate:.0}/s) to {} ports; ticks {ticks} (expected ~{expected_ticks}), \
-         late ticks {flood_late} (quiet window: {quiet_late}), max tick {} us; dropped {} ({by_reason:?}); \
+        "flood: {sent} datagrams in {:.1} s ({rate:.0}/s) to {} ports; ticks {ticks} + {skipped} skipped (expected ~{expected_ticks}), \
+         late ticks {flood_late} (quiet window: {quiet_late} late, {quiet_skipped} skipped), max tick {} us; dropped {} ({by_reason:?}); \
          listener hears 440 Hz at {heard:.1} dB; the silent leg is latched to {:?}",
         started.elapsed().as_secs_f64(),
         15,
@@ -172,10 +174,19 @@ async fn flood(seconds: u64, ports: (u16, u16)) {
 
     assert!(rate > 5_000.0, "the flood was a flood: {rate:.0}/s");
     assert!(
-        flood_late <= quiet_late + 1,
+        flood_late <= quiet_late + 2 + quiet_late / 2,
         "the flood made ticks late: {flood_late} vs {quiet_late} in a quiet window"
     );
-    assert!(ticks + 5 >= expected_ticks, "the conference kept ticking: {ticks}/{expected_ticks}");
+    // A stall of the whole process (a loaded machine) skips ticks rather than bursting;
+    // the flood must not skip more than the quiet window did.
+    assert!(
+        skipped <= quiet_skipped + 5 + quiet_skipped / 2,
+        "the flood stalled the tick loop: {skipped} skipped vs {quiet_skipped} in a quiet window"
+    );
+    assert!(
+        ticks + skipped + 5 >= expected_ticks,
+        "the conference kept ticking: {ticks} + {skipped} skipped of {expected_ticks}"
+    );
     assert!(heard > -40.0, "the listener still hears the talker during the flood: {heard:.1} dB");
     assert!(dropped(&settled) - dropped(&before) > 1_000, "drops are counted");
     let wrong = |s: &Snapshot| s.counters.dropped[DropReason::WrongSource as usize];
