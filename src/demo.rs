@@ -139,11 +139,19 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             }
             matrix.insert((p, o), (rel == "deaf", rel == "mute"));
         }
-        // Let the change reach the mix and the jitter buffers, then listen afresh.
+        // Let the change reach the mix and the jitter buffers, then listen afresh. A loaded
+        // machine may need longer to settle: listen again (up to three windows) before
+        // calling a mismatch.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        clients.iter().for_each(|c| c.clear());
-        tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
-        all_ok &= report(&clients, &matrix);
+        for attempt in 1..=3 {
+            clients.iter().for_each(|c| c.clear());
+            tokio::time::sleep(Duration::from_millis(args.settle_ms)).await;
+            if report(&clients, &matrix, false) || attempt == 3 {
+                all_ok &= report(&clients, &matrix, true);
+                break;
+            }
+            println!("  (not settled yet, listening again)");
+        }
     }
 
     for client in &clients {
@@ -172,14 +180,16 @@ fn expected(matrix: &Matrix, l: usize, s: usize) -> bool {
     l != s && !deaf && !mute
 }
 
-/// Prints one step's table; true when every cell matches.
-fn report(clients: &[ToneClient], matrix: &Matrix) -> bool {
+/// Prints one step's table (when `print`); true when every cell matches.
+fn report(clients: &[ToneClient], matrix: &Matrix, print: bool) -> bool {
     let freqs: Vec<f32> = VOICES.iter().map(|v| v.1).collect();
     let mut header = String::from("  listener hears |");
     for (name, hz) in VOICES {
         header.push_str(&format!(" {:<13}|", format!("{name} {hz} Hz")));
     }
-    println!("{header}");
+    if print {
+        println!("{header}");
+    }
     let mut ok = true;
     for (l, client) in clients.iter().enumerate() {
         let levels = client.tone_levels(&freqs);
@@ -203,9 +213,13 @@ fn report(clients: &[ToneClient], matrix: &Matrix) -> bool {
             row.push_str(&cell);
             row.push('|');
         }
-        println!("{row}");
+        if print {
+            println!("{row}");
+        }
     }
-    println!("  {}", if ok { "matches the matrix" } else { "DOES NOT match the matrix" });
+    if print {
+        println!("  {}", if ok { "matches the matrix" } else { "DOES NOT match the matrix" });
+    }
     ok
 }
 
