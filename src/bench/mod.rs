@@ -59,6 +59,10 @@ pub(crate) struct BenchArgs {
     /// noise suppression; 70 or more is what RFC 6464 readers treat as silence).
     #[arg(long, default_value_t = 75)]
     quiet_dbov: u8,
+    /// Redraw bench.svg and the table from this bench.csv (written by an earlier run)
+    /// into --out, without measuring anything.
+    #[arg(long)]
+    from_csv: Option<PathBuf>,
     /// Directory for bench.csv, bench.svg and the bridges' logs.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -200,9 +204,15 @@ impl BridgeMetrics {
 }
 
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let plan = Plan::new(&args)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    if let Some(csv) = &args.from_csv {
+        let results = report::read_csv(csv)?;
+        let talkers = results.first().map_or(args.talkers, |r| r.talkers);
+        write_outputs(&args, &results, talkers)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let plan = Plan::new(&args)?;
     let total = plan.points.len();
     eprintln!(
         "mixminus bench: {total} runs ({} s warm-up + {} s measured each), {} talkers, \
@@ -229,17 +239,22 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if results.is_empty() {
         bail!("no run succeeded");
     }
-    report::plot(&args.out.join("bench.svg"), &results, args.talkers)?;
-    let table = report::summary(&results);
+    write_outputs(&args, &results, args.talkers)?;
+    Ok(if results.len() == total { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The plot, the printed table and summary.md.
+fn write_outputs(args: &BenchArgs, results: &[RunResult], talkers: usize) -> anyhow::Result<()> {
+    report::plot(&args.out.join("bench.svg"), results, talkers)?;
+    let table = report::summary(results);
     println!("{table}");
     std::fs::write(args.out.join("summary.md"), &table)?;
     eprintln!(
-        "wrote {}, {} and {}",
-        args.out.join("bench.csv").display(),
+        "wrote {} and {}",
         args.out.join("bench.svg").display(),
         args.out.join("summary.md").display()
     );
-    Ok(if results.len() == total { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(())
 }
 
 /// The validated sweep: (mode, N, target) in the order they run. Targets alternate at each

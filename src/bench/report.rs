@@ -33,7 +33,7 @@ pub(crate) struct RunResult {
     pub(crate) target: TargetKind,
     pub(crate) mode: Mode,
     pub(crate) participants: usize,
-    talkers: usize,
+    pub(crate) talkers: usize,
     relationships: usize,
     duration_s: f64,
     join_s: f64,
@@ -192,7 +192,7 @@ pub(crate) fn write_csv(path: &Path, results: &[RunResult]) -> anyhow::Result<()
     for r in results {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{:.1},{:.2},{:.4},{:.5},{:.1},{:.4},{:.1},{:.1},{},{},{:.3},{},{},{},{},{},\
+            "{},{},{},{},{},{:.1},{:.2},{:.6},{:.5},{:.1},{:.4},{:.1},{:.1},{},{},{:.3},{},{},{},{},{},\
              {},{},{},{},{},{},{},{:.1},{:.1},{},{},{:.2},{}",
             r.target.name(),
             r.mode.name(),
@@ -233,6 +233,65 @@ pub(crate) fn write_csv(path: &Path, results: &[RunResult]) -> anyhow::Result<()
     std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Reads back a CSV that [`write_csv`] wrote (to redraw its plot and table).
+pub(crate) fn read_csv(path: &Path) -> anyhow::Result<Vec<RunResult>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().context("empty CSV")?.split(',').collect();
+    anyhow::ensure!(header == CSV_HEADER.split(',').collect::<Vec<_>>(), "not a bench CSV");
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| parse_row(line).with_context(|| format!("CSV row {}", i + 1)))
+        .collect()
+}
+
+fn parse_row(line: &str) -> anyhow::Result<RunResult> {
+    let cells: Vec<&str> = line.split(',').collect();
+    anyhow::ensure!(cells.len() == CSV_HEADER.split(',').count(), "wrong number of columns");
+    let f = |i: usize| -> anyhow::Result<f64> { Ok(cells[i].parse::<f64>()?) };
+    let u = |i: usize| -> anyhow::Result<u64> { Ok(cells[i].parse::<u64>()?) };
+    let opt = |i: usize| -> anyhow::Result<Option<f64>> {
+        Ok(if cells[i].is_empty() { None } else { Some(cells[i].parse::<f64>()?) })
+    };
+    use clap::ValueEnum;
+    let target = TargetKind::from_str(cells[0], false).map_err(anyhow::Error::msg)?;
+    let mode = Mode::from_str(cells[1], false).map_err(anyhow::Error::msg)?;
+    Ok(RunResult {
+        target,
+        mode,
+        participants: usize::try_from(u(2)?)?,
+        talkers: usize::try_from(u(3)?)?,
+        relationships: usize::try_from(u(4)?)?,
+        duration_s: f(5)?,
+        join_s: f(6)?,
+        cpu_cores: f(7)?,
+        generator_cores: f(10)?,
+        rss_mib: f(11)?,
+        peak_rss_mib: f(12)?,
+        packets_expected: u(13)?,
+        packets_received: u(14)?,
+        missing: u(16)?,
+        late_frames: u(17)?,
+        silent_participants: u(18)?,
+        send_errors: u(19)?,
+        sender_late: u(20)?,
+        ticks: opt(21)?,
+        late_ticks: opt(22)?,
+        encodes_per_tick: opt(23)?,
+        decodes_per_tick: opt(24)?,
+        tick_mean_us: opt(25)?,
+        tick_p99_us: opt(26)?,
+        tick_max_us: opt(27)?,
+        latency_median_ms: f(28)?,
+        latency_max_ms: f(29)?,
+        latency_samples: usize::try_from(u(30)?)?,
+        heard_talkers: opt(31)?.map(|h| h as usize),
+        load: f(32)?,
+    })
+}
+
 /// Plots bridge CPU (% of one core) against participants, one line per target and mode.
 pub(crate) fn plot(path: &Path, results: &[RunResult], talkers: usize) -> anyhow::Result<()> {
     use plotters::prelude::*;
@@ -249,7 +308,10 @@ pub(crate) fn plot(path: &Path, results: &[RunResult], talkers: usize) -> anyhow
     root.fill(&WHITE).map_err(|e| draw(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("Bridge CPU vs participants (Opus 48 kHz, 20 ms, {talkers} talkers)"),
+            format!(
+                "Bridge CPU vs participants (Opus 48 kHz, 20 ms, {talkers} talkers; \
+                 hollow = did not keep up)"
+            ),
             ("sans-serif", 22),
         )
         .margin(16)
@@ -261,6 +323,8 @@ pub(crate) fn plot(path: &Path, results: &[RunResult], talkers: usize) -> anyhow
         .configure_mesh()
         .x_desc("participants")
         .y_desc("bridge CPU, % of one core")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| draw(&e))?;
     let palette = [
@@ -273,11 +337,10 @@ pub(crate) fn plot(path: &Path, results: &[RunResult], talkers: usize) -> anyhow
     ];
     for (i, ((target, mode), points)) in series.iter().enumerate() {
         let color = palette[i % palette.len()];
-        let xy: Vec<(f64, f64)> = points
-            .iter()
-            .filter(|r| r.cpu_cores.is_finite())
-            .map(|r| (r.participants as f64, r.cpu_cores * 100.0))
-            .collect();
+        let measured: Vec<&RunResult> =
+            points.iter().copied().filter(|r| r.cpu_cores.is_finite()).collect();
+        let xy: Vec<(f64, f64)> =
+            measured.iter().map(|r| (r.participants as f64, r.cpu_cores * 100.0)).collect();
         chart
             .draw_series(LineSeries::new(xy.clone(), color.stroke_width(2)))
             .map_err(|e| draw(&e))?
@@ -286,7 +349,10 @@ pub(crate) fn plot(path: &Path, results: &[RunResult], talkers: usize) -> anyhow
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
         chart
-            .draw_series(xy.iter().map(|&(x, y)| Circle::new((x, y), 4, color.filled())))
+            .draw_series(measured.iter().map(|r| {
+                let style = if r.clean() { color.filled() } else { color.stroke_width(2) };
+                Circle::new((r.participants as f64, r.cpu_cores * 100.0), 4, style)
+            }))
             .map_err(|e| draw(&e))?;
     }
     chart
@@ -390,4 +456,50 @@ pub(crate) fn summary(results: &[RunResult]) -> String {
     }
     out.push_str("\n✗ = not clean: under 99% of output frames received, over 0.5% late, a late tick, or a talker not heard.\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_round_trips() {
+        let received = ReceiveStats {
+            packets: 980,
+            expected: 1000,
+            latencies_ms: vec![20.0, 30.0, 25.0],
+            heard_talkers: Some(3),
+            ..Default::default()
+        };
+        let result = RunResult::new(RunInput {
+            target: TargetKind::Janus,
+            mode: Mode::AudioLevel,
+            participants: 40,
+            talkers: 3,
+            relationships: 0,
+            duration: 10.0,
+            join_seconds: 1.5,
+            cores: Some(0.123456),
+            generator_cores: 0.01,
+            rss: Some((30.0, 31.0)),
+            metrics: None,
+            received,
+            load: 2.5,
+        });
+        assert_eq!(result.latency_median_ms, 25.0);
+        assert!(!result.clean(), "98% of frames received is not clean");
+        let path = std::env::temp_dir().join(format!("bench-csv-{}.csv", std::process::id()));
+        write_csv(&path, std::slice::from_ref(&result)).unwrap();
+        let back = read_csv(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(back.len(), 1);
+        let b = &back[0];
+        assert_eq!(
+            (b.target, b.mode, b.participants, b.talkers),
+            (TargetKind::Janus, Mode::AudioLevel, 40, 3)
+        );
+        assert!((b.cpu_cores - 0.123456).abs() < 1e-9);
+        assert_eq!((b.packets_received, b.heard_talkers, b.ticks), (980, Some(3), None));
+        assert!(summary(&back).contains("| 40 |"));
+    }
 }
