@@ -1,7 +1,8 @@
 //! `mixminus bench` end to end, tiny: four participants for two seconds against a
 //! `mixminus serve` the harness starts itself. Checks the outputs exist and the numbers
 //! are sane (every output frame arrives, talkers + 1 encodes per tick, the probe hears
-//! both talkers). The Janus run needs Debian's `janus` and is ignored by default.
+//! both talkers). The Janus run needs Debian's `janus` and is ignored by default. Port
+//! ranges sit below the ephemeral range, apart from the other tests' ranges.
 
 use std::path::Path;
 use std::process::Command;
@@ -53,9 +54,9 @@ fn bench_against_mixminus_smoke() {
             "--mixminus-http-port",
             &http,
             "--mixminus-rtp-ports",
-            "36000-36999",
+            "16000-16999",
             "--generator-ports",
-            "37000-37999",
+            "17000-17999",
         ],
     );
     assert_eq!(rows.len(), 1);
@@ -88,9 +89,9 @@ fn bench_against_janus_smoke() {
             "--janus-http-port",
             &http,
             "--janus-rtp-ports",
-            "38000-38999",
+            "18000-18999",
             "--generator-ports",
-            "39000-39999",
+            "19000-19999",
         ],
     );
     assert_eq!(rows.len(), 1);
