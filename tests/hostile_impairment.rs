@@ -194,6 +194,15 @@ async fn matrix(warm: Duration, measure: Duration, ports: (u16, u16)) -> Vec<Row
         );
         assert!(r.conference.is_running(), "{}: the conference stopped", s.name);
         assert!(r.max_depth <= limit, "{}: depth {} past {limit}", s.name, r.max_depth);
+        // The buffer only overflows when the tick loop stalled (a loaded machine skips
+        // ticks, and the frames they would have played pile up), never from the network.
+        let stalls = snapshot.counters.late_ticks + snapshot.counters.skipped_ticks;
+        assert!(
+            st.dropped(DropReason::Overflow) <= stalls + 5,
+            "{}: {} overflow drops with {stalls} late or skipped ticks",
+            s.name,
+            st.dropped(DropReason::Overflow)
+        );
         rows.push(Row {
             name: s.name.clone(),
             tone: levels[0],
