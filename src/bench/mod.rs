@@ -70,7 +70,8 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     mixminus_bin: Option<PathBuf>,
     /// Measure the mixminus bridge at this URL instead of starting one (`--targets
-    /// mixminus`; needs --mixminus-token; --mixminus-pid to measure its CPU).
+    /// mixminus`; needs --mixminus-token; --mixminus-pid to measure its CPU; for the
+    /// audio-level mode start it with `serve --audio-level-ext 1`).
     #[arg(long)]
     mixminus_url: Option<String>,
     /// API token of the bridge at --mixminus-url (default: $MIXMINUS_AUTH_TOKEN).
