@@ -95,11 +95,12 @@ pub(crate) struct ReceiveStats {
     pub(crate) sender_late: u64,
 }
 
-/// A running generator.
+/// A running generator. Dropping it without [`stop`](Self::stop) (a run that failed
+/// half-way) still stops both threads.
 pub(crate) struct Generator {
     stop: Arc<AtomicBool>,
-    sender: JoinHandle<(u64, u64)>,
-    receiver: JoinHandle<anyhow::Result<ReceiveStats>>,
+    sender: Option<JoinHandle<(u64, u64)>>,
+    receiver: Option<JoinHandle<anyhow::Result<ReceiveStats>>>,
 }
 
 impl Generator {
@@ -143,19 +144,37 @@ impl Generator {
                 runtime.block_on(receive_all(receivers, probe, talkers, window, stop, markers))
             })?
         };
-        Ok(Self { stop, sender, receiver })
+        Ok(Self { stop, sender: Some(sender), receiver: Some(receiver) })
     }
 
     /// Stops sending and receiving; returns what was received in the window.
-    pub(crate) fn stop(self) -> anyhow::Result<ReceiveStats> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<ReceiveStats> {
         self.stop.store(true, Ordering::Relaxed);
-        let (send_errors, sender_late) =
-            self.sender.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
-        let mut stats =
-            self.receiver.join().map_err(|_| anyhow::anyhow!("receiver thread panicked"))??;
+        let (sender, receiver) = (self.sender.take(), self.receiver.take());
+        let (send_errors, sender_late) = sender
+            .context("generator already stopped")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("sender thread panicked"))?;
+        let mut stats = receiver
+            .context("generator already stopped")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("receiver thread panicked"))??;
         stats.send_errors = send_errors;
         stats.sender_late = sender_late;
         Ok(stats)
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Joined so their sockets are closed before the next run binds the same ports.
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.join();
+        }
+        if let Some(receiver) = self.receiver.take() {
+            let _ = receiver.join();
+        }
     }
 }
 
