@@ -41,7 +41,7 @@ fn bridge() -> &'static Bridge {
     static BRIDGE: OnceLock<Bridge> = OnceLock::new();
     BRIDGE.get_or_init(|| {
         let mut config = BridgeConfig::default();
-        config.rtp_ports = (16_000, 17_999);
+        config.rtp_ports = (10_000, 11_999);
         config.inactivity_timeout = None;
         Bridge::new(config).expect("valid bridge config")
     })
