@@ -6,6 +6,7 @@ set -euo pipefail
 
 need=()
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev pkg-config cmake)
+command -v c++ >/dev/null || need+=(g++)   # libFuzzer's C++ sources, for fuzz/
 command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
 gst-inspect-1.0 opusenc >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-base)
 gst-inspect-1.0 rtpopuspay >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)

@@ -65,6 +65,7 @@ async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyho
     bridge_config.rtp_bind = config.rtp_bind;
     bridge_config.rtp_ports = (config.rtp_ports.low, config.rtp_ports.high);
     bridge_config.audio_level_ext = audio_level_ext;
+    bridge_config.strict_source = config.strict_source;
     bridge_config.inactivity_timeout = (config.inactivity_timeout_secs > 0)
         .then(|| Duration::from_secs(config.inactivity_timeout_secs));
     let bridge = Bridge::new(bridge_config).context("setting up the RTP port range")?;

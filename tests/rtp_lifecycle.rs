@@ -284,3 +284,30 @@ async fn a_per_leg_audio_level_id_skips_decoding_silent_frames() {
     );
     conference.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_take_a_leg_whose_peer_was_named() {
+    let bridge = bridge(None);
+    let conference = start(&bridge);
+    let peer_recv = bind().await;
+    let request =
+        JoinRequest::new(CodecParams::new(CodecKind::Pcmu), Some(peer_recv.local_addr().unwrap()));
+    let a = conference.join(request).await.unwrap();
+    // A stranger on another host address gets there first; the peer sends from another port.
+    let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    send_packets(&stranger, a.local_rtp, 100, 5, 66).await;
+    let peer_send = bind().await;
+    send_packets(&peer_send, a.local_rtp, 0, 5, 11).await;
+    wait_until("the peer to latch", Duration::from_secs(2), || {
+        conference
+            .snapshot()
+            .participants
+            .iter()
+            .any(|l| l.info.id == a.id && l.latched == Some(peer_send.local_addr().unwrap()))
+    })
+    .await;
+    let snapshot = conference.snapshot();
+    let leg = snapshot.participants.iter().find(|l| l.info.id == a.id).unwrap();
+    assert_eq!(leg.stats.dropped(DropReason::WrongSource), 5, "{:?}", leg.stats);
+    conference.stop().await.unwrap();
+}

@@ -8,6 +8,7 @@
 //! max_body_bytes = 65536          # larger request bodies get 413
 //! max_conferences = 1000          # more creations get 409
 //! inactivity_timeout_secs = 60    # silent legs are removed; 0 = never
+//! strict_source = true            # latch only onto the host a join named (false behind NAT)
 //!
 //! [[tokens]]
 //! token = "a-long-random-secret"
@@ -49,6 +50,9 @@ pub struct Config {
     pub max_conferences: usize,
     /// Seconds after which a leg that sends nothing is removed; 0 = never.
     pub inactivity_timeout_secs: u64,
+    /// When a join names the peer's address, latch only onto RTP from that host; turn off
+    /// for peers behind NAT whose signalled address is not where their packets come from.
+    pub strict_source: bool,
     /// API tokens and the accounts each grants.
     pub tokens: Vec<TokenConfig>,
     /// Log settings.
@@ -65,6 +69,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             max_conferences: 1_000,
             inactivity_timeout_secs: 60,
+            strict_source: true,
             tokens: Vec::new(),
             logging: LoggingConfig::default(),
         }

@@ -30,6 +30,7 @@ pub(crate) struct MediaFormat {
     pub(crate) frame_ms: u32,
     pub(crate) jitter: JitterConfig,
     pub(crate) audio_level_ext: Option<u8>,
+    pub(crate) strict_source: bool,
 }
 
 pub(crate) struct Leg {
@@ -48,6 +49,8 @@ pub(crate) struct Leg {
     seq: SequenceExtender,
     ssrc_in: Option<u32>,
     audio_level_ext: Option<u8>,
+    /// Latch only onto the host the join named (when it named one).
+    strict_source: bool,
     pub(crate) last_audio_level: Option<u8>,
     pub(crate) out_ssrc: u32,
     out_seq: u16,
@@ -73,8 +76,14 @@ impl Leg {
         now: Instant,
         ssrc: u32,
     ) -> Result<Self, RuntimeError> {
-        let MediaFormat { conference_rate, frame_samples, frame_ms, jitter, audio_level_ext } =
-            *media;
+        let MediaFormat {
+            conference_rate,
+            frame_samples,
+            frame_ms,
+            jitter,
+            audio_level_ext,
+            strict_source,
+        } = *media;
         let decoder = new_decoder(&codec, conference_rate, frame_samples)?;
         Ok(Self {
             ports,
@@ -95,6 +104,7 @@ impl Leg {
             seq: SequenceExtender::new(),
             ssrc_in: None,
             audio_level_ext,
+            strict_source,
             last_audio_level: None,
             out_ssrc: ssrc,
             out_seq: (ssrc >> 16) as u16,
@@ -160,6 +170,15 @@ impl Leg {
 
     fn on_rtp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
         if self.latched.is_some_and(|latched| latched != from) {
+            self.stats.drop(DropReason::WrongSource);
+            return;
+        }
+        // Before the first packet, a stranger must not win the latch: when the join named
+        // the peer, only its host may (any port: clients often send from another one).
+        if self.latched.is_none()
+            && self.strict_source
+            && self.remote.is_some_and(|remote| remote.ip() != from.ip())
+        {
             self.stats.drop(DropReason::WrongSource);
             return;
         }

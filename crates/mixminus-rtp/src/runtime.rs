@@ -74,6 +74,10 @@ pub struct BridgeConfig {
     /// conferences whose settings name none (a bridge behind a gateway that always uses
     /// one id, as WebRTC clients use 1). Frames it marks as silence are not decoded.
     pub audio_level_ext: Option<u8>,
+    /// When a join names the peer's address, latch only onto RTP from that host (any port),
+    /// so a stranger cannot take the leg over before the peer's first packet. Turn off for
+    /// peers behind NAT whose signalled address is not the one their packets come from.
+    pub strict_source: bool,
 }
 
 impl Default for BridgeConfig {
@@ -87,6 +91,7 @@ impl Default for BridgeConfig {
             command_queue: 256,
             snapshot_every: 10,
             audio_level_ext: None,
+            strict_source: true,
         }
     }
 }
@@ -606,6 +611,7 @@ impl ConferenceTask {
                 .audio_level_ext
                 .or(self.settings.audio_level_ext)
                 .or(self.bridge.config.audio_level_ext),
+            strict_source: self.bridge.config.strict_source,
         };
         let leg = Leg::new(
             ports,
