@@ -51,6 +51,10 @@ struct ServeArgs {
     /// frames it marks as silence are not decoded.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=14))]
     audio_level_ext: Option<u8>,
+    /// Decode quiet (not talking) participants only every N-th frame (1-50; 1 = every
+    /// frame) [default: the config file's, else 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
+    quiet_decode_interval: Option<u32>,
 }
 
 /// `mixminus demo`.

@@ -45,6 +45,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    if let Some(n) = args.quiet_decode_interval {
+        config.quiet_decode_interval = n;
+    }
     runtime.block_on(serve(config, auth, args.audio_level_ext))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -66,6 +69,7 @@ async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyho
     bridge_config.rtp_ports = (config.rtp_ports.low, config.rtp_ports.high);
     bridge_config.audio_level_ext = audio_level_ext;
     bridge_config.strict_source = config.strict_source;
+    bridge_config.quiet_decode_interval = config.quiet_decode_interval;
     bridge_config.inactivity_timeout = (config.inactivity_timeout_secs > 0)
         .then(|| Duration::from_secs(config.inactivity_timeout_secs));
     let bridge = Bridge::new(bridge_config).context("setting up the RTP port range")?;

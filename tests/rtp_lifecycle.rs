@@ -311,3 +311,64 @@ async fn a_stranger_cannot_take_a_leg_whose_peer_was_named() {
     assert_eq!(leg.stats.dropped(DropReason::WrongSource), 5, "{:?}", leg.stats);
     conference.stop().await.unwrap();
 }
+
+/// Sends `count` PCMU frames at `amplitude` (μ-law byte pair ±), one per 20 ms.
+async fn send_level(socket: &UdpSocket, to: SocketAddr, first_seq: u16, count: u16, loud: bool) {
+    for k in 0..count {
+        let seq = first_seq.wrapping_add(k);
+        let mut packet = Vec::with_capacity(172);
+        let header = RtpHeader {
+            payload_type: 0,
+            marker: false,
+            sequence: seq,
+            timestamp: u32::from(seq) * 160,
+            ssrc: 9,
+        };
+        write_rtp_header(&mut packet, &header);
+        // μ-law 0x8F/0x0F ≈ ±8000 (loud); 0xFE/0x7E ≈ ±8 (quiet, under any threshold).
+        let (hi, lo) = if loud { (0x8F, 0x0F) } else { (0xFE, 0x7E) };
+        packet.extend((0..160).map(|i| if (i / 10) % 2 == 0 { hi } else { lo }));
+        socket.send_to(&packet, to).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_participants_are_decoded_every_nth_frame_and_onset_is_still_seen() {
+    let mut config = BridgeConfig::default();
+    config.rtp_ports = (34_000, 34_999);
+    config.inactivity_timeout = None;
+    config.quiet_decode_interval = 4;
+    let bridge = Bridge::new(config).unwrap();
+    let conference = start(&bridge);
+    let a =
+        conference.join(JoinRequest::new(CodecParams::new(CodecKind::Pcmu), None)).await.unwrap();
+    let sock = bind().await;
+    send_level(&sock, a.local_rtp, 0, 40, false).await;
+    let stats = |c: &ConferenceHandle| {
+        let s = c.snapshot();
+        let leg = s.participants.iter().find(|l| l.info.id == a.id).unwrap();
+        (leg.stats, leg.info.talking)
+    };
+    // Snapshots are published every few ticks: let the last quiet frames play out and show.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (quiet, talking) = stats(&conference);
+    assert!(!talking);
+    // About three of every four quiet frames skipped.
+    assert!(quiet.quiet_skipped >= 25, "{quiet:?}");
+    let payload_decodes = |s: &mixminus::rtp::LegStats| s.decodes - s.concealed - s.fec_recovered;
+    assert!(payload_decodes(&quiet) <= 12, "{quiet:?}");
+
+    // Loud frames: every frame decoded again within n − 1 frames, and talking starts.
+    send_level(&sock, a.local_rtp, 40, 20, true).await;
+    wait_until("talking to start", Duration::from_secs(2), || stats(&conference).1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (loud, _) = stats(&conference);
+    assert!(loud.quiet_skipped - quiet.quiet_skipped <= 3, "skipped a loud frame: {loud:?}");
+    assert!(payload_decodes(&loud) - payload_decodes(&quiet) >= 15, "{loud:?}");
+    conference.stop().await.unwrap();
+
+    let mut bad = BridgeConfig::default();
+    bad.quiet_decode_interval = 0;
+    assert!(Bridge::new(bad).is_err());
+}

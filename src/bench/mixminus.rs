@@ -22,6 +22,8 @@ pub(crate) enum Launch<'a> {
         http_port: u16,
         rtp_ports: &'a str,
         audio_level_ext: Option<u8>,
+        /// The bridge's `--quiet-decode-interval`.
+        quiet_decode_interval: u32,
         log: &'a Path,
     },
     /// Use the bridge at `url`; `pid` (if known) is measured.
@@ -43,7 +45,14 @@ impl Mixminus {
     pub(crate) fn start(launch: Launch<'_>) -> anyhow::Result<Self> {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
         let (child, pid, base, token) = match launch {
-            Launch::Spawn { bin, http_port, rtp_ports, audio_level_ext, log } => {
+            Launch::Spawn {
+                bin,
+                http_port,
+                rtp_ports,
+                audio_level_ext,
+                quiet_decode_interval,
+                log,
+            } => {
                 let token = uuid::Uuid::new_v4().simple().to_string();
                 let log = std::fs::File::create(log)
                     .with_context(|| format!("creating {}", log.display()))?;
@@ -59,6 +68,7 @@ impl Mixminus {
                 if let Some(id) = audio_level_ext {
                     command.args(["--audio-level-ext", &id.to_string()]);
                 }
+                command.args(["--quiet-decode-interval", &quiet_decode_interval.to_string()]);
                 let child =
                     command.spawn().with_context(|| format!("starting {}", bin.display()))?;
                 let pid = child.id();

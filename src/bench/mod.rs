@@ -86,6 +86,10 @@ pub(crate) struct BenchArgs {
     /// RTP ports of the mixminus bridge the harness starts.
     #[arg(long, default_value = "20000-29999")]
     mixminus_rtp_ports: String,
+    /// `--quiet-decode-interval` of the mixminus bridge the harness starts (1 = decode every
+    /// frame, the bridge's default).
+    #[arg(long, default_value_t = 1)]
+    mixminus_quiet_decode_interval: u32,
     /// The janus binary.
     #[arg(long, default_value = "janus")]
     janus_bin: PathBuf,
@@ -351,6 +355,7 @@ fn run_point(
                     http_port: args.mixminus_http_port,
                     rtp_ports: &args.mixminus_rtp_ports,
                     audio_level_ext: (mode == Mode::AudioLevel).then_some(media::AUDIO_LEVEL_EXT),
+                    quiet_decode_interval: args.mixminus_quiet_decode_interval,
                     log: &log,
                 },
             };

@@ -31,6 +31,7 @@ pub(crate) struct MediaFormat {
     pub(crate) jitter: JitterConfig,
     pub(crate) audio_level_ext: Option<u8>,
     pub(crate) strict_source: bool,
+    pub(crate) quiet_decode_interval: u32,
 }
 
 pub(crate) struct Leg {
@@ -51,6 +52,12 @@ pub(crate) struct Leg {
     audio_level_ext: Option<u8>,
     /// Latch only onto the host the join named (when it named one).
     strict_source: bool,
+    /// Decode only every n-th frame while the participant is quiet (1 = every frame).
+    quiet_decode_interval: u32,
+    /// Frames skipped since the last quiet decode.
+    quiet_skipped_run: u32,
+    /// Energy of the last decoded frame.
+    last_energy: u32,
     pub(crate) last_audio_level: Option<u8>,
     pub(crate) out_ssrc: u32,
     out_seq: u16,
@@ -83,6 +90,7 @@ impl Leg {
             jitter,
             audio_level_ext,
             strict_source,
+            quiet_decode_interval,
         } = *media;
         let decoder = new_decoder(&codec, conference_rate, frame_samples)?;
         Ok(Self {
@@ -105,6 +113,9 @@ impl Leg {
             ssrc_in: None,
             audio_level_ext,
             strict_source,
+            quiet_decode_interval: quiet_decode_interval.max(1),
+            quiet_skipped_run: 0,
+            last_energy: 0,
             last_audio_level: None,
             out_ssrc: ssrc,
             out_seq: (ssrc >> 16) as u16,
@@ -251,6 +262,10 @@ impl Leg {
                 self.stats.silent_skipped += 1;
                 return false;
             }
+            if self.skip_quiet_frame(conference, id) {
+                self.stats.quiet_skipped += 1;
+                return false;
+            }
         }
         let Ok(out) = conference.input_mut(id) else { return false };
         match playout {
@@ -258,6 +273,9 @@ impl Leg {
                 Ok(written) => {
                     let end = out.len();
                     out[written.min(end)..].fill(0);
+                    if self.quiet_decode_interval > 1 {
+                        self.last_energy = mixminus_core::frame_energy(out);
+                    }
                 }
                 Err(_) => {
                     self.stats.drop(DropReason::Undecodable);
@@ -275,6 +293,27 @@ impl Leg {
         }
         self.stats.decodes += 1;
         true
+    }
+
+    /// Whether to skip decoding this frame: with a quiet decode interval n > 1, a
+    /// participant that is not talking and whose last decoded frame was under half its talk
+    /// threshold is decoded only every n-th frame (it is not mixed, so only talk detection
+    /// reads its audio). A sampled frame at or above half the threshold brings back
+    /// every-frame decoding, so onset is seen at most n − 1 frames late.
+    fn skip_quiet_frame(&mut self, conference: &Conference, id: ParticipantId) -> bool {
+        if self.quiet_decode_interval <= 1 {
+            return false;
+        }
+        let Some(info) = conference.participant(id) else { return false };
+        let threshold = info.energy_threshold.unwrap_or(conference.config().talk.energy_threshold);
+        let quiet =
+            !info.talking && threshold > 0 && self.last_energy.saturating_mul(2) < threshold;
+        if quiet && self.quiet_skipped_run + 1 < self.quiet_decode_interval {
+            self.quiet_skipped_run += 1;
+            return true;
+        }
+        self.quiet_skipped_run = 0;
+        false
     }
 
     /// Writes this leg's next RTP packet carrying `payload` into `buf`.

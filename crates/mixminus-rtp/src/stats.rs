@@ -79,6 +79,8 @@ pub struct LegStats {
     pub fec_recovered: u64,
     /// Frames not decoded because RFC 6464 marked them silent.
     pub silent_skipped: u64,
+    /// Frames of a quiet participant not decoded (see `BridgeConfig::quiet_decode_interval`).
+    pub quiet_skipped: u64,
     /// SSRC changes seen.
     pub ssrc_changes: u64,
     /// RTCP packets received.
