@@ -114,7 +114,9 @@ impl Leg {
             audio_level_ext,
             strict_source,
             quiet_decode_interval: quiet_decode_interval.max(1),
-            quiet_skipped_run: 0,
+            // Stagger the legs' phases, so that the quiet decodes spread evenly over ticks
+            // instead of all landing on every n-th one.
+            quiet_skipped_run: ssrc % quiet_decode_interval.max(1),
             last_energy: 0,
             last_audio_level: None,
             out_ssrc: ssrc,
