@@ -25,8 +25,9 @@ fn start(bridge: &Bridge) -> ConferenceHandle {
     bridge.start_conference(ConferenceSettings::new(ConferenceConfig::default())).unwrap()
 }
 
-/// One PCMU packet of a loud square wave (well above the talk threshold).
-fn pcmu_packet(seq: u16, ssrc: u32) -> Vec<u8> {
+/// One PCMU packet of a square wave: loud (μ-law 0x8F/0x0F ≈ ±8000, well above the talk
+/// threshold) or quiet (0xFE/0x7E ≈ ±8, under any threshold).
+fn pcmu_frame(seq: u16, ssrc: u32, loud: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(172);
     let header = RtpHeader {
         payload_type: 0,
@@ -36,9 +37,13 @@ fn pcmu_packet(seq: u16, ssrc: u32) -> Vec<u8> {
         ssrc,
     };
     write_rtp_header(&mut out, &header);
-    // μ-law 0x8F ≈ +8000, 0x0F ≈ −8000.
-    out.extend((0..160).map(|i| if (i / 10) % 2 == 0 { 0x8F } else { 0x0F }));
+    let (hi, lo) = if loud { (0x8F, 0x0F) } else { (0xFE, 0x7E) };
+    out.extend((0..160).map(|i| if (i / 10) % 2 == 0 { hi } else { lo }));
     out
+}
+
+fn pcmu_packet(seq: u16, ssrc: u32) -> Vec<u8> {
+    pcmu_frame(seq, ssrc, true)
 }
 
 /// Sends `count` packets, one per 20 ms, from `socket` to `to`.
@@ -312,23 +317,10 @@ async fn a_stranger_cannot_take_a_leg_whose_peer_was_named() {
     conference.stop().await.unwrap();
 }
 
-/// Sends `count` PCMU frames at `amplitude` (μ-law byte pair ±), one per 20 ms.
+/// Sends `count` loud or quiet PCMU frames, one per 20 ms.
 async fn send_level(socket: &UdpSocket, to: SocketAddr, first_seq: u16, count: u16, loud: bool) {
     for k in 0..count {
-        let seq = first_seq.wrapping_add(k);
-        let mut packet = Vec::with_capacity(172);
-        let header = RtpHeader {
-            payload_type: 0,
-            marker: false,
-            sequence: seq,
-            timestamp: u32::from(seq) * 160,
-            ssrc: 9,
-        };
-        write_rtp_header(&mut packet, &header);
-        // μ-law 0x8F/0x0F ≈ ±8000 (loud); 0xFE/0x7E ≈ ±8 (quiet, under any threshold).
-        let (hi, lo) = if loud { (0x8F, 0x0F) } else { (0xFE, 0x7E) };
-        packet.extend((0..160).map(|i| if (i / 10) % 2 == 0 { hi } else { lo }));
-        socket.send_to(&packet, to).await.unwrap();
+        socket.send_to(&pcmu_frame(first_seq.wrapping_add(k), 9, loud), to).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
