@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use mixminus::core::{
     Conference, ConferenceConfig, GroupId, JoinOptions, ParticipantId, TalkConfig,
 };
-use mixminus::rtp::dsp::SineGenerator;
+use mixminus::rtp::dsp::two_tone_frames;
 use mixminus::rtp::{
     new_decoder, new_encoder, write_rtp_header, AudioDecoder, AudioEncoder, CodecKind, CodecParams,
     CodecSettings, JitterBuffer, JitterConfig, RtpHeader,
@@ -40,16 +40,7 @@ fn opus_encoder() -> Box<dyn AudioEncoder + Send> {
 }
 
 fn speech_like_frames(count: usize) -> Vec<Vec<i16>> {
-    let mut a = SineGenerator::new(220.0, 48_000, 6_000.0);
-    let mut b = SineGenerator::new(1_370.0, 48_000, 2_000.0);
-    (0..count)
-        .map(|_| {
-            let (mut x, mut y) = (vec![0i16; FRAME], vec![0i16; FRAME]);
-            a.fill(&mut x);
-            b.fill(&mut y);
-            x.iter().zip(&y).map(|(p, q)| p.saturating_add(*q)).collect()
-        })
-        .collect()
+    two_tone_frames(48_000, FRAME, count)
 }
 
 /// 1000 listeners hear 3 talkers: encode once per group (4 encodes) versus once per

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
-use mixminus_rtp::dsp::SineGenerator;
+use mixminus_rtp::dsp::two_tone_frames;
 use mixminus_rtp::{
     new_decoder, new_encoder, write_rtp_header, CodecKind, CodecParams, CodecSettings,
     JitterBuffer, JitterConfig, RtpHeader, RtpPacket,
@@ -62,17 +62,7 @@ fn packet(c: &mut Criterion) {
 
 /// One second of a two-tone signal, in frames at `rate`.
 fn frames(rate: u32) -> Vec<Vec<i16>> {
-    let frame = (rate / 50) as usize;
-    let mut a = SineGenerator::new(220.0, rate, 6_000.0);
-    let mut b = SineGenerator::new(1_370.0, rate, 2_000.0);
-    (0..50)
-        .map(|_| {
-            let (mut x, mut y) = (vec![0i16; frame], vec![0i16; frame]);
-            a.fill(&mut x);
-            b.fill(&mut y);
-            x.iter().zip(&y).map(|(p, q)| p.saturating_add(*q)).collect()
-        })
-        .collect()
+    two_tone_frames(rate, (rate / 50) as usize, 50)
 }
 
 fn codec(c: &mut Criterion) {

@@ -1,5 +1,5 @@
 //! Small signal tools shared by the tests, the demo and the benchmark: a continuous-phase
-//! sine source and a Goertzel tone detector.
+//! sine source, speech-like test frames and a Goertzel tone detector.
 
 /// A continuous-phase sine, frame after frame.
 #[derive(Debug, Clone)]
@@ -26,6 +26,25 @@ impl SineGenerator {
             self.phase = (self.phase + self.step) % std::f64::consts::TAU;
         }
     }
+}
+
+/// `count` consecutive frames of `frame_samples` of a speech-like two-tone signal (220 Hz at
+/// 6000 plus 1370 Hz at 2000 peak), for benchmarks that need realistic codec input.
+pub fn two_tone_frames(rate_hz: u32, frame_samples: usize, count: usize) -> Vec<Vec<i16>> {
+    let mut low = SineGenerator::new(220.0, rate_hz, 6_000.0);
+    let mut high = SineGenerator::new(1_370.0, rate_hz, 2_000.0);
+    let mut scratch = vec![0i16; frame_samples];
+    (0..count)
+        .map(|_| {
+            let mut frame = vec![0i16; frame_samples];
+            low.fill(&mut frame);
+            high.fill(&mut scratch);
+            for (out, &add) in frame.iter_mut().zip(&scratch) {
+                *out = out.saturating_add(add);
+            }
+            frame
+        })
+        .collect()
 }
 
 /// Goertzel power of `freq_hz` in `samples`, normalised so that a full-scale sine at that
