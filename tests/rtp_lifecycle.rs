@@ -9,16 +9,20 @@ use mixminus::core::{ConferenceConfig, ParticipantId};
 use mixminus::rtp::{
     write_rtp_header, write_rtp_header_with_audio_level, AudioLevel, Bridge, BridgeConfig,
     CodecKind, CodecParams, ConferenceHandle, ConferenceSettings, DropReason, JoinRequest,
-    RtpHeader,
+    LegSnapshot, RtpHeader,
 };
 use tokio::net::UdpSocket;
 
-fn bridge(inactivity: Option<Duration>) -> Bridge {
+fn bridge_config(inactivity: Option<Duration>) -> BridgeConfig {
     let mut config = BridgeConfig::default();
     config.rtp_ports = (34_000, 34_999);
     config.inactivity_timeout = inactivity;
     config.rtcp_interval = Duration::from_millis(200);
-    Bridge::new(config).unwrap()
+    config
+}
+
+fn bridge(inactivity: Option<Duration>) -> Bridge {
+    Bridge::new(bridge_config(inactivity)).unwrap()
 }
 
 fn start(bridge: &Bridge) -> ConferenceHandle {
@@ -42,16 +46,24 @@ fn pcmu_frame(seq: u16, ssrc: u32, loud: bool) -> Vec<u8> {
     out
 }
 
-fn pcmu_packet(seq: u16, ssrc: u32) -> Vec<u8> {
-    pcmu_frame(seq, ssrc, true)
-}
-
-/// Sends `count` packets, one per 20 ms, from `socket` to `to`.
-async fn send_packets(socket: &UdpSocket, to: SocketAddr, first_seq: u16, count: u16, ssrc: u32) {
+/// Sends `count` loud or quiet frames, one per 20 ms, from `socket` to `to`.
+async fn send_frames(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    first_seq: u16,
+    count: u16,
+    ssrc: u32,
+    loud: bool,
+) {
     for k in 0..count {
-        socket.send_to(&pcmu_packet(first_seq.wrapping_add(k), ssrc), to).await.unwrap();
+        socket.send_to(&pcmu_frame(first_seq.wrapping_add(k), ssrc, loud), to).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Sends `count` loud frames, one per 20 ms.
+async fn send_packets(socket: &UdpSocket, to: SocketAddr, first_seq: u16, count: u16, ssrc: u32) {
+    send_frames(socket, to, first_seq, count, ssrc, true).await;
 }
 
 async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -62,8 +74,13 @@ async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
     }
 }
 
+/// `id`'s leg as of the last published snapshot.
+fn leg(conference: &ConferenceHandle, id: ParticipantId) -> Option<LegSnapshot> {
+    conference.snapshot().participants.iter().find(|l| l.info.id == id).cloned()
+}
+
 fn present(conference: &ConferenceHandle, id: ParticipantId) -> bool {
-    conference.snapshot().participants.iter().any(|l| l.info.id == id)
+    leg(conference, id).is_some()
 }
 
 async fn bind() -> UdpSocket {
@@ -96,8 +113,7 @@ async fn latching_fixes_the_source_and_symmetric_rtp_answers_it() {
     assert!(len > 12 && buf[0] >> 6 == 2, "an RTP packet");
     b_task.await.unwrap();
 
-    let snapshot = conference.snapshot();
-    let leg = snapshot.participants.iter().find(|l| l.info.id == a.id).unwrap();
+    let leg = leg(&conference, a.id).unwrap();
     assert_eq!(leg.latched, Some(a_sock.local_addr().unwrap()));
     assert_eq!(leg.stats.dropped(DropReason::WrongSource), 5);
     conference.stop().await.unwrap();
@@ -218,7 +234,7 @@ async fn rtcp_mux_reports_arrive_on_the_rtp_port() {
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut seq = 0u16;
     while !saw_sr && Instant::now() < deadline {
-        sock.send_to(&pcmu_packet(seq, 7), target).await.unwrap();
+        sock.send_to(&pcmu_frame(seq, 7, true), target).await.unwrap();
         seq += 1;
         if let Ok(Ok((len, from))) =
             tokio::time::timeout(Duration::from_millis(20), sock.recv_from(&mut buf)).await
@@ -261,15 +277,10 @@ async fn a_per_leg_audio_level_id_skips_decoding_silent_frames() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     wait_until("silent frames to play out", Duration::from_secs(2), || {
-        let s = conference.snapshot();
-        s.participants
-            .iter()
-            .find(|l| l.info.id == a.id)
-            .is_some_and(|l| l.stats.silent_skipped >= 15)
+        leg(&conference, a.id).is_some_and(|l| l.stats.silent_skipped >= 15)
     })
     .await;
-    let s = conference.snapshot();
-    let leg = s.participants.iter().find(|l| l.info.id == a.id).unwrap();
+    let leg = leg(&conference, a.id).unwrap();
     // Concealment at the stream's start may count as a decode; no payload was decoded.
     assert_eq!(
         leg.stats.decodes, leg.stats.concealed,
@@ -304,42 +315,26 @@ async fn a_stranger_cannot_take_a_leg_whose_peer_was_named() {
     let peer_send = bind().await;
     send_packets(&peer_send, a.local_rtp, 0, 5, 11).await;
     wait_until("the peer to latch", Duration::from_secs(2), || {
-        conference
-            .snapshot()
-            .participants
-            .iter()
-            .any(|l| l.info.id == a.id && l.latched == Some(peer_send.local_addr().unwrap()))
+        leg(&conference, a.id).is_some_and(|l| l.latched == Some(peer_send.local_addr().unwrap()))
     })
     .await;
-    let snapshot = conference.snapshot();
-    let leg = snapshot.participants.iter().find(|l| l.info.id == a.id).unwrap();
+    let leg = leg(&conference, a.id).unwrap();
     assert_eq!(leg.stats.dropped(DropReason::WrongSource), 5, "{:?}", leg.stats);
     conference.stop().await.unwrap();
 }
 
-/// Sends `count` loud or quiet PCMU frames, one per 20 ms.
-async fn send_level(socket: &UdpSocket, to: SocketAddr, first_seq: u16, count: u16, loud: bool) {
-    for k in 0..count {
-        socket.send_to(&pcmu_frame(first_seq.wrapping_add(k), 9, loud), to).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_participants_are_decoded_every_nth_frame_and_onset_is_still_seen() {
-    let mut config = BridgeConfig::default();
-    config.rtp_ports = (34_000, 34_999);
-    config.inactivity_timeout = None;
+    let mut config = bridge_config(None);
     config.quiet_decode_interval = 4;
     let bridge = Bridge::new(config).unwrap();
     let conference = start(&bridge);
     let a =
         conference.join(JoinRequest::new(CodecParams::new(CodecKind::Pcmu), None)).await.unwrap();
     let sock = bind().await;
-    send_level(&sock, a.local_rtp, 0, 40, false).await;
+    send_frames(&sock, a.local_rtp, 0, 40, 9, false).await;
     let stats = |c: &ConferenceHandle| {
-        let s = c.snapshot();
-        let leg = s.participants.iter().find(|l| l.info.id == a.id).unwrap();
+        let leg = leg(c, a.id).unwrap();
         (leg.stats, leg.info.talking)
     };
     // Snapshots are published every few ticks: let the last quiet frames play out and show.
@@ -352,7 +347,7 @@ async fn quiet_participants_are_decoded_every_nth_frame_and_onset_is_still_seen(
     assert!(payload_decodes(&quiet) <= 12, "{quiet:?}");
 
     // Loud frames: every frame decoded again within n − 1 frames, and talking starts.
-    send_level(&sock, a.local_rtp, 40, 20, true).await;
+    send_frames(&sock, a.local_rtp, 40, 20, 9, true).await;
     wait_until("talking to start", Duration::from_secs(2), || stats(&conference).1).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (loud, _) = stats(&conference);
