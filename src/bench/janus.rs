@@ -106,21 +106,15 @@ impl Janus {
     }
 
     fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!("janus exited at start ({status}); see its log");
-                }
-            }
-            if self.agent.get(&format!("{}/info", self.base)).call().is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("janus did not answer on {} within 20 s", self.base);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let info = format!("{}/info", self.base);
+        let agent = &self.agent;
+        super::wait_until_answering(
+            self.child.as_mut(),
+            &format!("janus on {}", self.base),
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || agent.get(&info).call().is_ok(),
+        )
     }
 
     fn post(&mut self, url: &str, mut body: Value) -> anyhow::Result<Value> {

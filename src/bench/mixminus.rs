@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use serde_json::{json, Value};
 
 use super::media::{ENERGY_LEVEL, PAYLOAD_TYPE};
@@ -97,26 +97,15 @@ impl Mixminus {
     }
 
     fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!("mixminus serve exited at start: {status}");
-                }
-            }
-            let probe = self
-                .agent
-                .get(&format!("{}/metrics", self.base))
-                .set("X-Auth-Token", &self.token)
-                .call();
-            if probe.is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("mixminus at {} did not answer within 15 s", self.base);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let metrics = format!("{}/metrics", self.base);
+        let (agent, token) = (&self.agent, &self.token);
+        super::wait_until_answering(
+            self.child.as_mut(),
+            &format!("mixminus serve on {}", self.base),
+            Duration::from_secs(15),
+            Duration::from_millis(50),
+            || agent.get(&metrics).set("X-Auth-Token", token).call().is_ok(),
+        )
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> anyhow::Result<Value> {

@@ -479,6 +479,32 @@ fn measure(
     }))
 }
 
+/// Polls `probe` every `poll` until it succeeds, failing if the bridge process it started
+/// (`child`, when it started one) exits first or `patience` runs out.
+fn wait_until_answering(
+    mut child: Option<&mut Child>,
+    what: &str,
+    patience: Duration,
+    poll: Duration,
+    mut probe: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(child) = child.as_deref_mut() {
+            if let Some(status) = child.try_wait()? {
+                bail!("{what} exited at start ({status}); see its log");
+            }
+        }
+        if probe() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not answer within {} s", patience.as_secs());
+        }
+        std::thread::sleep(poll);
+    }
+}
+
 /// Sends SIGTERM (graceful shutdown) and waits; SIGKILL after `grace`.
 fn terminate(child: &mut Child, grace: Duration) -> anyhow::Result<()> {
     if child.try_wait()?.is_some() {
