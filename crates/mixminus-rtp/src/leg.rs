@@ -92,6 +92,8 @@ impl Leg {
             strict_source,
             quiet_decode_interval,
         } = *media;
+        // Bridge::new refuses 0; a leg must never divide by it anyway.
+        let quiet_decode_interval = quiet_decode_interval.max(1);
         let decoder = new_decoder(&codec, conference_rate, frame_samples)?;
         Ok(Self {
             ports,
@@ -113,10 +115,10 @@ impl Leg {
             ssrc_in: None,
             audio_level_ext,
             strict_source,
-            quiet_decode_interval: quiet_decode_interval.max(1),
+            quiet_decode_interval,
             // Stagger the legs' phases, so that the quiet decodes spread evenly over ticks
             // instead of all landing on every n-th one.
-            quiet_skipped_run: ssrc % quiet_decode_interval.max(1),
+            quiet_skipped_run: ssrc % quiet_decode_interval,
             last_energy: 0,
             last_audio_level: None,
             out_ssrc: ssrc,

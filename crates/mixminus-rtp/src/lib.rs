@@ -104,8 +104,8 @@ pub use codec::{
 };
 pub use jitter::{InsertOutcome, JitterBuffer, JitterConfig, JitterStats, Playout};
 pub use packet::{
-    is_rtcp, write_rtp_header, write_rtp_header_with_audio_level, AudioLevel, HeaderExtensions,
-    PacketError, RtpHeader, RtpPacket, MAX_RTP_DATAGRAM,
+    is_one_byte_extension_id, is_rtcp, write_rtp_header, write_rtp_header_with_audio_level,
+    AudioLevel, HeaderExtensions, PacketError, RtpHeader, RtpPacket, MAX_RTP_DATAGRAM,
 };
 pub use rtcp::{parse_rtcp, RtcpError, RtcpSummary};
 pub use runtime::{

@@ -210,6 +210,12 @@ pub fn write_rtp_header<B: BufMut + ?Sized>(out: &mut B, header: &RtpHeader) {
     write_fixed(out, header, false);
 }
 
+/// Whether `id` can name an element of an RFC 8285 one-byte header extension (1..=14; 0 is
+/// padding and 15 reserved): the ids SDP `a=extmap` may negotiate for the audio level.
+pub fn is_one_byte_extension_id(id: u8) -> bool {
+    (1..=14).contains(&id)
+}
+
 /// Appends a 12-byte RTP header followed by a one-byte-form RFC 8285 extension carrying
 /// the RFC 6464 audio level in element `ext_id` (1..=14), as WebRTC clients send it: 20
 /// bytes in all.
@@ -219,7 +225,7 @@ pub fn write_rtp_header_with_audio_level<B: BufMut + ?Sized>(
     ext_id: u8,
     level: AudioLevel,
 ) -> Result<(), PacketError> {
-    if !(1..=14).contains(&ext_id) {
+    if !is_one_byte_extension_id(ext_id) {
         return Err(PacketError::ExtensionId(ext_id));
     }
     write_fixed(out, header, true);

@@ -19,6 +19,7 @@ use crate::codec::{CodecError, CodecParams, CodecSettings};
 use crate::fanout::Fanout;
 use crate::jitter::{JitterConfig, JitterStats};
 use crate::leg::{Leg, MediaFormat, MAX_DATAGRAM};
+use crate::packet::is_one_byte_extension_id;
 use crate::ports::PortPool;
 use crate::stats::{ConferenceCounters, DropReason, LegStats};
 use crate::tone::TonePlayer;
@@ -226,7 +227,7 @@ impl Bridge {
                 "command_queue and snapshot_every must be > 0",
             ));
         }
-        if config.audio_level_ext.is_some_and(|id| !(1..=14).contains(&id)) {
+        if config.audio_level_ext.is_some_and(|id| !is_one_byte_extension_id(id)) {
             return Err(RuntimeError::InvalidConfig("audio_level_ext must be 1..=14"));
         }
         if !(1..=50).contains(&config.quiet_decode_interval) {
@@ -603,7 +604,7 @@ impl ConferenceTask {
         if self.conference.len() >= core.max_participants {
             return Err(mixminus_core::Error::ConferenceFull(core.max_participants).into());
         }
-        if request.audio_level_ext.is_some_and(|id| !(1..=14).contains(&id)) {
+        if request.audio_level_ext.is_some_and(|id| !is_one_byte_extension_id(id)) {
             return Err(RuntimeError::InvalidRequest("audio_level_ext must be 1..=14"));
         }
         let ports = self.bridge.ports.take()?;

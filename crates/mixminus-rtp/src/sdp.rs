@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::codec::{CodecKind, CodecParams};
+use crate::packet::is_one_byte_extension_id;
 
 /// The RFC 6464 header extension URI.
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -108,7 +109,7 @@ impl AudioOffer {
                         let id =
                             parts.next().and_then(|id| id.split('/').next()?.parse::<u8>().ok());
                         if parts.next() == Some(AUDIO_LEVEL_URI) {
-                            audio_level_ext = id.filter(|id| (1..=14).contains(id));
+                            audio_level_ext = id.filter(|&id| is_one_byte_extension_id(id));
                         }
                     } else if value == "rtcp-mux" {
                         rtcp_mux = true;
