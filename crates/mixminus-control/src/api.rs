@@ -680,18 +680,15 @@ async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> A
         ParticipantMeta::new(call_id, body.caller_id_name.clone(), body.caller_id_number.clone()),
     );
     tracing::info!(conference = %entry.id(), participant = %joined.id, local = %joined.local_rtp, "joined");
-    // The runtime publishes its snapshot right after it answers: give it a moment.
+    // The runtime publishes its snapshot before it answers, so the new leg is in it (unless
+    // the runtime already removed it again, when only its id can be reported).
     let mut object = json!({ "participant_id": joined.id.get() });
-    for _ in 0..50 {
-        let snapshot = entry.handle().snapshot();
-        if let Some(leg) = snapshot.participants.iter().find(|l| l.info.id == joined.id) {
-            object = entry.participant_json(leg, &snapshot, &state.0.envelope.node);
-            // Legs the runtime removed (BYE, inactivity) would otherwise leave their
-            // metadata behind forever: a churn of such calls must not grow the registry.
-            entry.prune_members(&snapshot, joined.id);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    let snapshot = entry.handle().snapshot();
+    if let Some(leg) = snapshot.participants.iter().find(|l| l.info.id == joined.id) {
+        object = entry.participant_json(leg, &snapshot, &state.0.envelope.node);
+        // Legs the runtime removed (BYE, inactivity) would otherwise leave their metadata
+        // behind forever: a churn of such calls must not grow the registry.
+        entry.prune_members(&snapshot, joined.id);
     }
     if let Value::Object(map) = &mut object {
         let rtp = map.entry("rtp").or_insert_with(|| json!({}));
