@@ -16,7 +16,7 @@ use mixminus_core::{
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::codec::{CodecError, CodecParams, CodecSettings};
-use crate::fanout::Fanout;
+use crate::fanout::{EncoderKey, Fanout};
 use crate::jitter::{JitterConfig, JitterStats};
 use crate::leg::{Leg, MediaFormat, MAX_DATAGRAM};
 use crate::packet::is_one_byte_extension_id;
@@ -393,6 +393,11 @@ struct Metrics {
     packets_out: metrics::Counter,
     dropped: Vec<metrics::Counter>,
     participants: metrics::Gauge,
+    encoder_forks: metrics::Counter,
+    encoder_merges: metrics::Counter,
+    silent_switches: metrics::Counter,
+    discontinuities: metrics::Counter,
+    in_transition: metrics::Gauge,
 }
 
 impl Metrics {
@@ -412,6 +417,11 @@ impl Metrics {
                 .map(|r| metrics::counter!("mixminus_packets_dropped_total", "reason" => r.label()))
                 .collect(),
             participants: metrics::gauge!("mixminus_participants"),
+            encoder_forks: metrics::counter!("mixminus_encoder_forks_total"),
+            encoder_merges: metrics::counter!("mixminus_encoder_merges_total"),
+            silent_switches: metrics::counter!("mixminus_silent_encoder_switches_total"),
+            discontinuities: metrics::counter!("mixminus_stream_discontinuities_total"),
+            in_transition: metrics::gauge!("mixminus_listeners_in_transition"),
         }
     }
 }
@@ -651,6 +661,7 @@ impl ConferenceTask {
         self.check_public([&id])?;
         let ghost = self.conference.participant(id).is_some_and(|p| p.ghost);
         self.conference.leave(id)?;
+        self.fanout.forget(id);
         if let Some(leg) = self.legs.remove(&id) {
             if send_bye {
                 crate::rtcp::send_bye(&leg);
@@ -694,6 +705,18 @@ impl ConferenceTask {
         c.max_encodes_per_tick = c.max_encodes_per_tick.max(c.encodes_last_tick);
         c.encodes_total += c.encodes_last_tick as u64;
         c.encoders = self.fanout.encoder_count() as u32;
+        let lineage = self.fanout.stats();
+        let m = &self.metrics;
+        m.encoder_forks.increment(lineage.forks - c.encoder_forks);
+        m.encoder_merges.increment(lineage.merges - c.encoder_merges);
+        m.silent_switches.increment(lineage.silent_switches - c.silent_switches);
+        m.discontinuities.increment(lineage.discontinuities - c.discontinuities);
+        m.in_transition.set(f64::from(lineage.in_transition));
+        c.encoder_forks = lineage.forks;
+        c.encoder_merges = lineage.merges;
+        c.silent_switches = lineage.silent_switches;
+        c.discontinuities = lineage.discontinuities;
+        c.listeners_in_transition = lineage.in_transition;
         c.groups = summary.groups as u32;
         c.active = summary.active as u32;
         let took = started.elapsed();
@@ -712,18 +735,25 @@ impl ConferenceTask {
         }
     }
 
-    /// Encodes once per (group, codec) and sends each listener its group's payload.
+    /// Encodes once per encoder (see `fanout`: once per group and codec, plus listeners in
+    /// transition) and sends each listener its encoder's payload.
     fn send_mix(&mut self) {
-        self.fanout.begin_tick();
+        let ConferenceTask { legs, conference, fanout, .. } = self;
+        let listeners = conference.listener_groups().filter_map(|(id, group)| {
+            // Nowhere to send yet (no remote given, nothing latched): not planned, and the
+            // leg keeps its clock below.
+            let leg = legs.get(&id).filter(|leg| leg.destination().is_some())?;
+            Some((id, group, EncoderKey::of(&leg.codec)))
+        });
+        if let Err(error) = fanout.plan(conference, listeners) {
+            tracing::warn!(%error, "encoder planning failed");
+        }
         let mut sent = 0u64;
-        for (id, group) in self.conference.listener_groups() {
+        for index in 0..self.fanout.planned() {
+            let Some(id) = self.fanout.listener(index) else { continue };
             let Some(leg) = self.legs.get_mut(&id) else { continue };
-            let Some(destination) = leg.destination() else {
-                // Nowhere to send yet (no remote given, nothing latched): keep the clock.
-                leg.skip_frame();
-                continue;
-            };
-            let payload: Bytes = match self.fanout.payload(&self.conference, group, &leg.codec) {
+            let Some(destination) = leg.destination() else { continue };
+            let payload: Bytes = match self.fanout.payload(&self.conference, index) {
                 Ok(payload) => payload,
                 Err(error) => {
                     tracing::warn!(%error, participant = %id, "encode failed");
@@ -740,6 +770,9 @@ impl ConferenceTask {
                 }
                 Err(_) => leg.stats.drop(DropReason::SocketError),
             }
+        }
+        for leg in self.legs.values_mut().filter(|leg| leg.destination().is_none()) {
+            leg.skip_frame();
         }
         self.counters.packets_out += sent;
         self.metrics.packets_out.increment(sent);
@@ -767,8 +800,8 @@ impl ConferenceTask {
     fn forward_events(&mut self) {
         let mut any = false;
         while let Some(event) = self.conference.poll_event() {
-            if let Event::GroupClosed(group) = event {
-                self.fanout.close_group(group);
+            if let Event::GroupClosed(_) = event {
+                // Encoders follow listeners, not groups (see `fanout`): nothing to close.
                 continue;
             }
             if let Some(tone) = &self.tone {

@@ -129,8 +129,22 @@ pub struct ConferenceCounters {
     pub encodes_total: u64,
     /// Decodes so far.
     pub decodes_total: u64,
-    /// Live encoders (one per group and codec).
+    /// Live encoders (one per group and codec, plus one per set of listeners in
+    /// transition).
     pub encoders: u32,
+    /// Encoders forked so far: a copy of a listener's encoder state for the group it moved
+    /// to, so its decoder hears no discontinuity.
+    pub encoder_forks: u64,
+    /// Encoders merged so far (two encoders of one group, during silence).
+    pub encoder_merges: u64,
+    /// Listeners moved between encoders during silence so far (inaudible switches).
+    pub silent_switches: u64,
+    /// Listeners whose decoder was switched to an encoder it did not track while sound
+    /// played (only a codec change does this): audible discontinuities.
+    pub discontinuities: u64,
+    /// Listeners, in the last tick, on their own encoder beside their group's main one
+    /// (they left a group and wait for silence to merge).
+    pub listeners_in_transition: u32,
     /// Mix groups in the last tick.
     pub groups: u32,
     /// Sources mixed in the last tick.

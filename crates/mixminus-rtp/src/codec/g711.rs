@@ -4,6 +4,7 @@ use audio_codec_algorithms::{decode_alaw, decode_ulaw, encode_alaw, encode_ulaw}
 
 use super::SampleCodec;
 
+#[derive(Clone, PartialEq)]
 pub(crate) struct G711 {
     ulaw: bool,
 }

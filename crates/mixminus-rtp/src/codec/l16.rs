@@ -2,6 +2,7 @@
 
 use super::SampleCodec;
 
+#[derive(Clone, PartialEq)]
 pub(crate) struct L16;
 
 impl SampleCodec for L16 {

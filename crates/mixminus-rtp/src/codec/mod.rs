@@ -10,6 +10,9 @@ pub const MAX_PAYLOAD: usize = 1400;
 
 mod g711;
 mod l16;
+// The encoder owns libopus's state block so it can be copied (see `OpusEncoder`); that
+// takes a handful of FFI calls, each with its SAFETY note.
+#[allow(unsafe_code)]
 mod opus;
 mod resample;
 
@@ -205,10 +208,23 @@ pub trait AudioDecoder {
 }
 
 /// Turns one frame of conference-rate mono PCM into one payload.
-pub trait AudioEncoder {
+///
+/// Encoders can be duplicated with their whole state (codec and resampler history), so a
+/// stream can fork: a listener that leaves a mix group keeps receiving from a copy of the
+/// encoder its decoder has been tracking, and never hears a state discontinuity.
+pub trait AudioEncoder: std::any::Any {
     /// Encodes `pcm` (exactly one conference frame) into `out`; returns the payload
     /// length. [`MAX_PAYLOAD`] bytes of `out` are always enough.
     fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError>;
+    /// A new encoder in exactly this one's state: both produce the same payloads for the
+    /// same input from here on. Allocates; see [`copy_state_from`](Self::copy_state_from).
+    fn duplicate(&self) -> Result<Box<dyn AudioEncoder + Send>, CodecError>;
+    /// Puts this encoder into `source`'s exact state without allocating, when both were
+    /// made with the same codec, rates and frame size; returns false (and changes
+    /// nothing) otherwise.
+    fn copy_state_from(&mut self, source: &dyn AudioEncoder) -> bool;
+    /// `self` as [`Any`](std::any::Any), for [`copy_state_from`](Self::copy_state_from).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// A decoder for `params` producing `frame_samples` samples at `conference_rate`.
@@ -254,7 +270,7 @@ pub fn new_encoder(
 }
 
 /// A sample-per-sample codec at its own rate (G.711, L16), wrapped by [`Resampled`].
-pub(crate) trait SampleCodec: Send + 'static {
+pub(crate) trait SampleCodec: Clone + PartialEq + Send + 'static {
     /// Bytes per sample in the payload.
     const BYTES_PER_SAMPLE: usize;
     fn decode_samples(&self, payload: &[u8], out: &mut [i16]);

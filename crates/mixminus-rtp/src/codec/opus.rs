@@ -1,9 +1,10 @@
 //! Opus through audiopus (libopus): mono at the conference rate (every conference rate is
 //! a native Opus rate, so nothing is resampled), FEC and concealment.
 
-use audiopus::coder::{Decoder, Encoder};
+use audiopus::coder::Decoder;
 use audiopus::packet::Packet;
-use audiopus::{Application, Bitrate, Channels, MutSignals, SampleRate, Signal};
+use audiopus::{Channels, MutSignals, SampleRate};
+use audiopus_sys as ffi;
 
 use super::{AudioDecoder, AudioEncoder, CodecError, CodecSettings};
 
@@ -71,10 +72,23 @@ impl AudioDecoder for OpusDecoder {
     }
 }
 
+/// An Opus encoder whose whole libopus state lives in one buffer we own.
+///
+/// libopus keeps an encoder in a single flat, position-independent block
+/// (`opus_encoder_get_size`, `opus_encoder_init`; its SILK and CELT parts are found by
+/// offsets, not pointers). Owning that block lets a mix group that splits off start from a
+/// byte copy of the encoder its listeners were decoding ([`AudioEncoder::copy_state_from`]),
+/// so their decoders see one continuous stream. audiopus does not expose the block, hence
+/// the few FFI calls here.
 pub(crate) struct OpusEncoder {
-    encoder: Encoder,
+    state: Vec<StateWord>,
     frame: usize,
 }
+
+/// One 16-byte-aligned unit of encoder state (libopus aligns its own allocations this way).
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(16))]
+struct StateWord([u8; 16]);
 
 impl OpusEncoder {
     pub(crate) fn new(
@@ -83,17 +97,41 @@ impl OpusEncoder {
         settings: &CodecSettings,
     ) -> Result<Self, CodecError> {
         check_frame(rate, frame)?;
-        let mut encoder =
-            Encoder::new(sample_rate(rate)?, Channels::Mono, Application::Voip).map_err(library)?;
+        let hz = sample_rate(rate)? as i32;
+        // SAFETY: a pure size query for one channel.
+        let size = unsafe { ffi::opus_encoder_get_size(1) };
+        if size <= 0 {
+            return Err(CodecError::Library("opus_encoder_get_size failed".into()));
+        }
+        let words = (size as usize).div_ceil(std::mem::size_of::<StateWord>());
+        let mut encoder = Self { state: vec![StateWord::default(); words], frame };
+        // SAFETY: `state` holds at least `opus_encoder_get_size(1)` bytes, aligned to 16.
+        let code =
+            unsafe { ffi::opus_encoder_init(encoder.raw(), hz, 1, ffi::OPUS_APPLICATION_VOIP) };
+        check(code)?;
         // Clamped to what libopus accepts; `as` cannot truncate after the clamp.
-        let bitrate = settings.bitrate.clamp(6_000, 510_000) as i32;
-        encoder.set_bitrate(Bitrate::BitsPerSecond(bitrate)).map_err(library)?;
-        encoder.set_complexity(settings.complexity.min(10)).map_err(library)?;
-        encoder.set_inband_fec(settings.fec).map_err(library)?;
-        encoder.set_packet_loss_perc(settings.expected_loss_percent.min(100)).map_err(library)?;
-        encoder.set_dtx(settings.dtx).map_err(library)?;
-        encoder.set_signal(Signal::Voice).map_err(library)?;
-        Ok(Self { encoder, frame })
+        encoder
+            .ctl(ffi::OPUS_SET_BITRATE_REQUEST, settings.bitrate.clamp(6_000, 510_000) as i32)?;
+        encoder.ctl(ffi::OPUS_SET_COMPLEXITY_REQUEST, i32::from(settings.complexity.min(10)))?;
+        encoder.ctl(ffi::OPUS_SET_INBAND_FEC_REQUEST, i32::from(settings.fec))?;
+        encoder.ctl(
+            ffi::OPUS_SET_PACKET_LOSS_PERC_REQUEST,
+            i32::from(settings.expected_loss_percent.min(100)),
+        )?;
+        encoder.ctl(ffi::OPUS_SET_DTX_REQUEST, i32::from(settings.dtx))?;
+        encoder.ctl(ffi::OPUS_SET_SIGNAL_REQUEST, ffi::OPUS_SIGNAL_VOICE)?;
+        Ok(encoder)
+    }
+
+    fn raw(&mut self) -> *mut ffi::OpusEncoder {
+        self.state.as_mut_ptr().cast()
+    }
+
+    /// One `opus_encoder_ctl` setter with an `opus_int32` argument.
+    fn ctl(&mut self, request: i32, value: i32) -> Result<(), CodecError> {
+        // SAFETY: the state was initialised by `opus_encoder_init`; every request used here
+        // is a setter taking exactly one `opus_int32`.
+        check(unsafe { ffi::opus_encoder_ctl(self.raw(), request, value) })
     }
 }
 
@@ -102,7 +140,50 @@ impl AudioEncoder for OpusEncoder {
         if pcm.len() != self.frame {
             return Err(CodecError::InvalidInput("PCM is not one conference frame"));
         }
-        self.encoder.encode(pcm, out).map_err(library)
+        let capacity = out.len().min(i32::MAX as usize) as i32;
+        // SAFETY: `pcm` holds exactly `frame` mono samples (checked above) and `out` has
+        // `capacity` writable bytes; libopus writes at most that many.
+        let written = unsafe {
+            ffi::opus_encode(
+                self.raw(),
+                pcm.as_ptr(),
+                self.frame as i32,
+                out.as_mut_ptr(),
+                capacity,
+            )
+        };
+        check(written)?;
+        Ok(written as usize)
+    }
+
+    fn duplicate(&self) -> Result<Box<dyn AudioEncoder + Send>, CodecError> {
+        // A byte copy is a complete, independent encoder (see the type's docs).
+        Ok(Box::new(Self { state: self.state.clone(), frame: self.frame }))
+    }
+
+    fn copy_state_from(&mut self, source: &dyn AudioEncoder) -> bool {
+        match source.as_any().downcast_ref::<Self>() {
+            Some(source)
+                if source.state.len() == self.state.len() && source.frame == self.frame =>
+            {
+                self.state.copy_from_slice(&source.state);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// A libopus return code: negative is an error.
+fn check(code: i32) -> Result<(), CodecError> {
+    if code < 0 {
+        Err(CodecError::Library(format!("libopus error {code}")))
+    } else {
+        Ok(())
     }
 }
 

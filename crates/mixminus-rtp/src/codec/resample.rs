@@ -49,6 +49,12 @@ pub(crate) struct Resampled<C> {
     payload_len: usize,
     /// Samples in one conference frame.
     frame: usize,
+    codec_rate: u32,
+    conference_rate: u32,
+    /// The last frame the encoder converted. rubato's FFT resampler carries only the
+    /// overlap of its last chunk, so replaying this frame into a fresh converter puts it in
+    /// exactly this one's state: how an encoder is duplicated.
+    last_input: Vec<i16>,
 }
 
 impl<C: SampleCodec> Resampled<C> {
@@ -71,13 +77,27 @@ impl<C: SampleCodec> Resampled<C> {
         } else {
             Some(RateConverter::new(conference_rate, codec_rate, frame_samples, codec_frame)?)
         };
+        let last_input =
+            if decoding || converter.is_none() { Vec::new() } else { vec![0; frame_samples] };
         Ok(Self {
             codec,
             codec_pcm: vec![0; codec_frame],
             converter,
             payload_len: codec_frame * C::BYTES_PER_SAMPLE,
             frame: frame_samples,
+            codec_rate,
+            conference_rate,
+            last_input,
         })
+    }
+
+    /// Brings the converter into the state it had after converting `frame` (see
+    /// `last_input`).
+    fn replay(&mut self, frame: &[i16]) {
+        if let Some(converter) = self.converter.as_mut() {
+            converter.convert(frame, &mut self.codec_pcm);
+            self.last_input.copy_from_slice(frame);
+        }
     }
 
     pub(crate) fn decoder(
@@ -144,9 +164,44 @@ impl<C: SampleCodec> AudioEncoder for Resampled<C> {
             None => self.codec.encode_samples(pcm, &mut out[..self.payload_len]),
             Some(converter) => {
                 converter.convert(pcm, &mut self.codec_pcm);
+                self.last_input.copy_from_slice(pcm);
                 self.codec.encode_samples(&self.codec_pcm, &mut out[..self.payload_len]);
             }
         }
         Ok(self.payload_len)
+    }
+
+    fn duplicate(&self) -> Result<Box<dyn AudioEncoder + Send>, CodecError> {
+        let mut copy = Self::new(
+            self.codec.clone(),
+            self.codec_rate,
+            self.conference_rate,
+            self.frame,
+            false,
+        )?;
+        copy.replay(&self.last_input);
+        Ok(Box::new(copy))
+    }
+
+    fn copy_state_from(&mut self, source: &dyn AudioEncoder) -> bool {
+        match source.as_any().downcast_ref::<Self>() {
+            Some(source)
+                if source.frame == self.frame
+                    && source.codec_rate == self.codec_rate
+                    && source.conference_rate == self.conference_rate
+                    && source.codec == self.codec =>
+            {
+                // Equal rates: no converter, and the codec itself has no state.
+                if !source.last_input.is_empty() {
+                    self.replay(&source.last_input);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
