@@ -128,6 +128,7 @@ impl Scenario {
                 can_speak: true,
                 can_hear: true,
                 active: false,
+                onset: false,
                 input_gain: Gain::UNITY,
                 output_gain: Gain::UNITY,
                 frame: vec![0; 960],

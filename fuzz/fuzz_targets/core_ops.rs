@@ -148,6 +148,7 @@ fuzz_target!(|ops: Vec<Op>| {
                         can_speak: m.speak,
                         can_hear: m.hear,
                         active: m.frame.is_some() && m.speak,
+                        onset: false, // the target runs without an onset fade
                         input_gain: m.input_gain,
                         output_gain: m.output_gain,
                         frame: m.frame.clone().unwrap_or_else(|| vec![0; n]),

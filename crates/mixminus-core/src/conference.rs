@@ -116,6 +116,8 @@ struct Member {
     energy: u32,
     talk: TalkState,
     active: bool,
+    /// Mixed in the previous tick (a source mixed now but not then is faded in).
+    was_active: bool,
     /// Sources this listener must not hear by the matrix, sorted by id, with their slots.
     blocked: Vec<(ParticipantId, u32)>,
     group: GroupId,
@@ -223,6 +225,7 @@ impl Conference {
             energy: 0,
             talk: TalkState::default(),
             active: false,
+            was_active: false,
             blocked: Vec::new(),
             group: GroupId::SILENCE,
         };
@@ -589,21 +592,18 @@ impl Conference {
     /// Talk detection for everyone, collecting this tick's candidates (talking, allowed to
     /// speak, sent a frame) into `active`; one pass over the participants.
     fn detect_talkers(&mut self) {
-        for &slot in &self.active {
-            if let Some(m) = self.members[slot as usize].as_mut() {
-                m.active = false;
-            }
-        }
         self.active.clear();
         let talk = self.config.talk;
         for slot in 0..self.members.len() {
             let Some(m) = self.members[slot].as_mut() else { continue };
+            m.was_active = m.active;
+            m.active = false;
             let energy = m.has_input.then(|| frame_energy(&m.input));
             m.energy = energy.unwrap_or(0);
             let threshold = m.energy_threshold.unwrap_or(talk.energy_threshold);
             let id = m.id;
             let change = m.talk.update(&talk, threshold, energy);
-            if m.talk.talking && m.can_speak && m.has_input {
+            if m.talk.mixing && m.can_speak && m.has_input {
                 self.active.push(slot as u32);
             }
             // The frame is consumed: next tick starts with nothing sent.
@@ -630,7 +630,18 @@ impl Conference {
             self.active.sort_unstable_by_key(energy_id);
             self.active.truncate(limit);
         }
-        let floor = self.active.iter().min_by_key(|s| energy_id(s)).map(|s| energy_id(s).1);
+        // The floor is the loudest mixed source that is talking (past the attack), so a
+        // source at its onset is heard at once but takes the floor as FreeSWITCH's would.
+        let talking = |slot: &&u32| {
+            // As in `energy_id`.
+            members[**slot as usize].as_ref().expect("active slots are live").talk.talking
+        };
+        let floor = self
+            .active
+            .iter()
+            .filter(talking)
+            .min_by_key(|s| energy_id(s))
+            .map(|s| energy_id(s).1);
         self.active.sort_unstable_by_key(|s| energy_id(s).1);
         for &slot in &self.active {
             if let Some(m) = self.members[slot as usize].as_mut() {
@@ -646,22 +657,29 @@ impl Conference {
 
     fn sum_active(&mut self) {
         self.total.fill(0);
+        let fade = self.config.onset_fade_samples;
         for &slot in &self.active {
             // Active slots are live members (select_active).
             let m = self.members[slot as usize].as_mut().expect("active slots are live");
             let gain = m.input_gain;
-            let pairs = m.scaled.iter_mut().zip(&m.input).zip(&mut self.total);
+            let pairs = m.scaled.iter_mut().zip(&m.input);
             if gain.is_unity() {
                 // Same result as scale_sample at unity, without the multiply.
-                for ((scaled, &sample), total) in pairs {
+                for (scaled, &sample) in pairs {
                     *scaled = i32::from(sample);
-                    *total += *scaled;
                 }
             } else {
-                for ((scaled, &sample), total) in pairs {
+                for (scaled, &sample) in pairs {
                     *scaled = gain.scale_sample(sample);
-                    *total += *scaled;
                 }
+            }
+            if !m.was_active && fade > 0 {
+                for (i, scaled) in m.scaled.iter_mut().take(fade).enumerate() {
+                    *scaled = onset_fade(*scaled, i, fade);
+                }
+            }
+            for (total, &scaled) in self.total.iter_mut().zip(&m.scaled) {
+                *total += scaled;
             }
         }
     }
@@ -777,6 +795,15 @@ impl Conference {
 /// The limiter: applies the output gain and clamps to `i16`. Unity gain, by far the
 /// common case, gets a loop of plain `i32` clamps, which the compiler vectorises.
 #[inline]
+/// Sample `index` of a fade-in over `len` samples: a linear ramp that reaches full level
+/// just after the last faded sample. Integer arithmetic, so the reference mixer can apply
+/// exactly the same rule.
+pub fn onset_fade(scaled: i32, index: usize, len: usize) -> i32 {
+    // |scaled| < 2^19 and index < len ≤ 2^13 (a 60 ms frame at 48 kHz is under 2^12
+    // samples), so the product stays far inside i64.
+    (i64::from(scaled) * (index as i64 + 1) / (len as i64 + 1)) as i32
+}
+
 fn write_clamped(out: &mut [i16], mixed: impl Iterator<Item = i32>, gain: Gain) {
     if gain.is_unity() {
         for (o, m) in out.iter_mut().zip(mixed) {

@@ -88,22 +88,31 @@ impl FrameDuration {
 ///
 /// A participant's *energy* is the mean absolute sample value of its frame (0..=32768). It
 /// starts talking after `attack_frames` consecutive frames at or above the threshold and
-/// stops after `hangover_frames` consecutive frames below it; only talkers are mixed. The
-/// defaults are FreeSWITCH's (5 frames attack, 40 frames hangover). A threshold of 0 turns
-/// the gate off: everyone who sends a frame is mixed, as FreeSWITCH does with energy 0.
+/// stops after `hangover_frames` consecutive frames below it. The defaults are FreeSWITCH's
+/// (5 frames attack, 40 frames hangover). A threshold of 0 turns the gate off: everyone who
+/// sends a frame is mixed, as FreeSWITCH does with energy 0.
+///
+/// Being *mixed* starts sooner than *talking*: after `onset_frames` frames above the
+/// threshold (default 1), so the first 100 ms of every utterance are not cut, which is what
+/// FreeSWITCH's rule (mix only after the attack) costs in speech quality. A burst that does
+/// not last the attack stops being mixed after `attack_frames` frames below the threshold,
+/// so a cough does not open the gate for a whole hangover. Talking events and the floor
+/// keep FreeSWITCH's attack. `onset_frames = attack_frames` gives FreeSWITCH's behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TalkConfig {
     /// Energy (mean |sample|) at or above which a frame counts as speech; 0 = gate off.
     pub energy_threshold: u32,
     /// Consecutive frames above the threshold before talking starts (at least 1).
     pub attack_frames: u16,
+    /// Consecutive frames above the threshold before a source is mixed (1..=attack_frames).
+    pub onset_frames: u16,
     /// Consecutive frames below the threshold before talking stops (at least 1).
     pub hangover_frames: u16,
 }
 
 impl Default for TalkConfig {
     fn default() -> Self {
-        Self { energy_threshold: 100, attack_frames: 5, hangover_frames: 40 }
+        Self { energy_threshold: 100, attack_frames: 5, onset_frames: 1, hangover_frames: 40 }
     }
 }
 
@@ -146,6 +155,11 @@ pub struct ConferenceConfig {
     pub member_join: JoinFlags,
     /// Join flags of moderators.
     pub moderator_join: JoinFlags,
+    /// A source's first mixed frame after it was not mixed is faded in over this many
+    /// samples (linear), so a talk onset that starts loud (a tone, a word cut by the gate)
+    /// does not click. 0 (the default) mixes frames exactly as they come; the RTP bridge
+    /// sets 5 ms.
+    pub onset_fade_samples: usize,
 }
 
 impl Default for ConferenceConfig {
@@ -160,6 +174,7 @@ impl Default for ConferenceConfig {
             group_idle_ticks: 50,
             member_join: JoinFlags::default(),
             moderator_join: JoinFlags::default(),
+            onset_fade_samples: 0,
         }
     }
 }
@@ -179,6 +194,12 @@ impl ConferenceConfig {
             return Err(Error::InvalidConfig(
                 "attack_frames and hangover_frames must be at least 1",
             ));
+        }
+        if self.talk.onset_frames == 0 || self.talk.onset_frames > self.talk.attack_frames {
+            return Err(Error::InvalidConfig("onset_frames must be 1..=attack_frames"));
+        }
+        if self.onset_fade_samples > self.frame_samples() {
+            return Err(Error::InvalidConfig("onset_fade_samples must be at most one frame"));
         }
         if self.talk.energy_threshold > 32_768 {
             return Err(Error::InvalidConfig("energy_threshold must be at most 32768"));

@@ -81,7 +81,9 @@ mod matrix;
 pub mod reference;
 mod talk;
 
-pub use conference::{Conference, GroupView, JoinOptions, Output, ParticipantInfo, TickSummary};
+pub use conference::{
+    onset_fade, Conference, GroupView, JoinOptions, Output, ParticipantInfo, TickSummary,
+};
 pub use config::{
     ConferenceConfig, FrameDuration, JoinFlags, SampleRate, TalkConfig, MAX_PARTICIPANTS,
 };

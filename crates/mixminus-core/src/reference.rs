@@ -19,6 +19,9 @@ pub struct NaiveParticipant {
     pub can_hear: bool,
     /// Mixed this tick (talking and sent a frame); decided by the caller.
     pub active: bool,
+    /// Mixed this tick but not the last: its frame is faded in over
+    /// [`NaiveMixer::onset_fade_samples`] samples.
+    pub onset: bool,
     /// Gain on what it says.
     pub input_gain: Gain,
     /// Gain on what it hears.
@@ -34,6 +37,8 @@ pub struct NaiveMixer {
     pub participants: Vec<NaiveParticipant>,
     /// Directed records `(P, O) → value`.
     pub relationships: HashMap<(ParticipantId, ParticipantId), Relationship>,
+    /// The conference's [`onset_fade_samples`](crate::ConferenceConfig::onset_fade_samples).
+    pub onset_fade_samples: usize,
     outputs: Vec<Vec<i16>>,
 }
 
@@ -45,7 +50,7 @@ impl NaiveMixer {
         participants: Vec<NaiveParticipant>,
         relationships: HashMap<(ParticipantId, ParticipantId), Relationship>,
     ) -> Self {
-        Self { participants, relationships, outputs: Vec::new() }
+        Self { participants, relationships, onset_fade_samples: 0, outputs: Vec::new() }
     }
 
     /// Mixes every listener's output from scratch.
@@ -57,8 +62,13 @@ impl NaiveMixer {
             acc.fill(0);
             for source in &self.participants {
                 if self.hears(listener, source) {
-                    for (a, &s) in acc.iter_mut().zip(&source.frame) {
-                        *a += source.input_gain.scale_sample(s);
+                    for (i, (a, &s)) in acc.iter_mut().zip(&source.frame).enumerate() {
+                        let scaled = source.input_gain.scale_sample(s);
+                        *a += if source.onset && i < self.onset_fade_samples {
+                            crate::onset_fade(scaled, i, self.onset_fade_samples)
+                        } else {
+                            scaled
+                        };
                     }
                 }
             }

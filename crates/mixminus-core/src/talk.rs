@@ -20,6 +20,8 @@ pub fn frame_energy(frame: &[i16]) -> u32 {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct TalkState {
     pub(crate) talking: bool,
+    /// Mixed (see [`TalkConfig`]): from the onset, before talking is confirmed.
+    pub(crate) mixing: bool,
     above: u16,
     below: u16,
 }
@@ -44,17 +46,21 @@ impl TalkState {
         if threshold == 0 {
             // Gate off: sending is talking, no attack or hangover.
             self.talking = energy.is_some();
+            self.mixing = self.talking;
         } else if energy.is_some_and(|e| e >= threshold) {
             self.below = 0;
             self.above = self.above.saturating_add(1);
-            if self.above >= config.attack_frames {
-                self.talking = true;
-            }
+            self.talking |= self.above >= config.attack_frames;
+            self.mixing |= self.above >= config.onset_frames;
         } else {
             self.above = 0;
             self.below = self.below.saturating_add(1);
             if self.below >= config.hangover_frames {
                 self.talking = false;
+                self.mixing = false;
+            } else if !self.talking && self.below >= config.attack_frames {
+                // An onset that never became talking: a short release, not a hangover.
+                self.mixing = false;
             }
         }
         match (was, self.talking) {
@@ -71,10 +77,16 @@ mod tests {
 
     #[test]
     fn attack_and_hangover() {
-        let config = TalkConfig { energy_threshold: 100, attack_frames: 5, hangover_frames: 40 };
+        let config = TalkConfig {
+            energy_threshold: 100,
+            attack_frames: 5,
+            onset_frames: 1,
+            hangover_frames: 40,
+        };
         let mut t = TalkState::default();
         for i in 1..5 {
             assert_eq!(t.update(&config, 100, Some(500)), TalkChange::None, "frame {i}");
+            assert!(t.mixing, "mixed from the onset, frame {i}");
         }
         assert_eq!(t.update(&config, 100, Some(500)), TalkChange::Started);
         for _ in 1..40 {
@@ -87,6 +99,12 @@ mod tests {
         }
         assert_eq!(t.update(&config, 100, Some(0)), TalkChange::None);
         assert!(!t.talking);
+        // It was mixed from its first frame, and is released after the attack's length.
+        assert!(t.mixing);
+        for _ in 1..5 {
+            t.update(&config, 100, Some(0));
+        }
+        assert!(!t.mixing);
     }
 
     #[test]

@@ -88,7 +88,12 @@ fn run_tick(conf: &mut Conference, ids: &[mixminus_core::ParticipantId], t: usiz
 #[test]
 fn steady_state_tick_allocates_nothing() {
     let mut conf = Conference::new(ConferenceConfig {
-        talk: TalkConfig { energy_threshold: 100, attack_frames: 1, hangover_frames: 2 },
+        talk: TalkConfig {
+            energy_threshold: 100,
+            attack_frames: 1,
+            onset_frames: 1,
+            hangover_frames: 2,
+        },
         max_active_speakers: 3,
         ..Default::default()
     })

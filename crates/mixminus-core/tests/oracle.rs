@@ -28,6 +28,7 @@ struct Scenario {
     frame: FrameDuration,
     talk: TalkConfig,
     max_active_speakers: usize,
+    onset_fade_samples: usize,
     initial: Vec<JoinSpec>,
     ops: Vec<Op>,
 }
@@ -134,34 +135,44 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         prop_oneof![Just(SampleRate::Hz8000), Just(SampleRate::Hz16000)],
         prop_oneof![Just(FrameDuration::Ms10), Just(FrameDuration::Ms20)],
         prop_oneof![Just(0u32), Just(100), 1u32..3000],
-        1u16..4,
-        1u16..4,
+        (1u16..4, 1u16..4, 1u16..4),
         prop_oneof![2 => Just(0usize), 1 => 1usize..4],
+        // Up to the shortest frame (8 kHz, 10 ms).
+        prop_oneof![Just(0usize), 1usize..=80],
         prop::collection::vec(join_spec(), 1..=64),
         prop::collection::vec(op(), 1..40),
     )
-        .prop_map(|(rate, frame, threshold, attack, hangover, top, initial, ops)| Scenario {
-            rate,
-            frame,
-            talk: TalkConfig {
-                energy_threshold: threshold,
-                attack_frames: attack,
-                hangover_frames: hangover,
-            },
-            max_active_speakers: top,
-            initial,
-            ops,
+        .prop_map(|(rate, frame, threshold, (attack, onset, hangover), top, fade, initial, ops)| {
+            Scenario {
+                rate,
+                frame,
+                talk: TalkConfig {
+                    energy_threshold: threshold,
+                    attack_frames: attack,
+                    onset_frames: onset.min(attack),
+                    hangover_frames: hangover,
+                },
+                max_active_speakers: top,
+                onset_fade_samples: fade,
+                initial,
+                ops,
+            }
         })
 }
 
 // ---- the independent model -------------------------------------------------------------
 
-/// Talk detection as DESIGN.md states it, written out again from the spec.
+/// Talk detection as DESIGN.md states it, written out again from the spec: talking after
+/// the attack, mixed from the onset, released after the hangover (or after the attack's
+/// length for an onset that never became talking).
 #[derive(Debug, Clone, Default)]
 struct ModelTalk {
     talking: bool,
+    mixing: bool,
     above: u32,
     below: u32,
+    /// Mixed in the previous tick.
+    was_active: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +186,7 @@ struct Harness {
     conf: Conference,
     talk: TalkConfig,
     max_active: usize,
+    onset_fade_samples: usize,
     frame_samples: usize,
     /// Every id ever handed out, in order; departed ones stay so ops can name them.
     ever: Vec<ParticipantId>,
@@ -190,6 +202,7 @@ impl Harness {
             frame: s.frame,
             talk: s.talk,
             max_active_speakers: s.max_active_speakers,
+            onset_fade_samples: s.onset_fade_samples,
             ..Default::default()
         };
         let conf = Conference::new(config).unwrap();
@@ -198,6 +211,7 @@ impl Harness {
             conf,
             talk: s.talk,
             max_active: s.max_active_speakers,
+            onset_fade_samples: s.onset_fade_samples,
             frame_samples,
             ever: Vec::new(),
             live: Vec::new(),
@@ -347,25 +361,30 @@ impl Harness {
             let t = &mut p.talk;
             if threshold == 0 {
                 t.talking = energy.is_some();
+                t.mixing = t.talking;
             } else if energy.is_some_and(|e| e >= threshold) {
                 t.below = 0;
                 t.above += 1;
                 t.talking |= t.above >= u32::from(talk.attack_frames);
+                t.mixing |= t.above >= u32::from(talk.onset_frames);
             } else {
                 t.above = 0;
                 t.below += 1;
                 t.talking &= t.below < u32::from(talk.hangover_frames);
+                let release = if t.talking { talk.hangover_frames } else { talk.attack_frames };
+                t.mixing &= t.below < u32::from(release.min(talk.hangover_frames));
             }
-            if t.talking && !p.spec.muted && input.is_some() {
-                candidates.push((std::cmp::Reverse(energy.unwrap_or(0)), p.id));
+            if t.mixing && !p.spec.muted && input.is_some() {
+                candidates.push((std::cmp::Reverse(energy.unwrap_or(0)), p.id, t.talking));
             }
         }
         candidates.sort();
         if self.max_active > 0 {
             candidates.truncate(self.max_active);
         }
-        let active: BTreeSet<ParticipantId> = candidates.iter().map(|&(_, id)| id).collect();
-        let floor = candidates.first().map(|&(_, id)| id);
+        let active: BTreeSet<ParticipantId> = candidates.iter().map(|&(_, id, _)| id).collect();
+        // The floor: the loudest mixed source that is talking.
+        let floor = candidates.iter().find(|&&(_, _, talking)| talking).map(|&(_, id, _)| id);
         prop_assert_eq!(self.conf.floor(), floor);
         let mut reported: Vec<_> = self.conf.active_talkers().collect();
         reported.sort();
@@ -381,6 +400,7 @@ impl Harness {
                     can_speak: !p.spec.muted,
                     can_hear: !p.spec.deaf,
                     active: active.contains(&p.id),
+                    onset: active.contains(&p.id) && !p.talk.was_active,
                     input_gain: p.spec.input_gain,
                     output_gain: p.spec.output_gain,
                     frame: input.clone().unwrap_or_else(|| vec![0; n]),
@@ -388,7 +408,11 @@ impl Harness {
                 .collect(),
             self.relationships.clone(),
         );
+        naive.onset_fade_samples = self.onset_fade_samples;
         naive.mix();
+        for p in &mut self.live {
+            p.talk.was_active = active.contains(&p.id);
+        }
 
         // What each listener must hear: its audible sources and gain (None = silence).
         let must_hear = |o: &ModelParticipant| -> Option<(BTreeSet<ParticipantId>, Gain)> {
@@ -475,6 +499,7 @@ fn oracle_detects_a_forgotten_relationship() {
         can_speak: true,
         can_hear: true,
         active: true,
+        onset: true,
         input_gain: Gain::UNITY,
         output_gain: Gain::UNITY,
         frame: vec![v; n],

@@ -224,7 +224,12 @@ fn top_n_keeps_the_loudest() {
 #[test]
 fn talk_events_and_floor() {
     let mut conf = Conference::new(ConferenceConfig {
-        talk: TalkConfig { energy_threshold: 100, attack_frames: 2, hangover_frames: 3 },
+        talk: TalkConfig {
+            energy_threshold: 100,
+            attack_frames: 2,
+            onset_frames: 1,
+            hangover_frames: 3,
+        },
         ..Default::default()
     })
     .unwrap();
