@@ -386,7 +386,11 @@ impl Fanout {
             } else {
                 slot
             };
-            let placed = self.slot(placed).merged_into.unwrap_or(placed);
+            // Merges can chain (a slot merged into one that later merged into a third).
+            let mut placed = placed;
+            while let Some(next) = self.slot(placed).merged_into {
+                placed = next;
+            }
             self.plan[i].slot = placed;
             self.follow.insert(listener, (placed, self.slot(placed).serial));
         }
