@@ -157,8 +157,8 @@ fuzz_target!(|ops: Vec<Op>| {
                 naive.mix();
                 for (k, &id) in ids.iter().enumerate() {
                     assert_eq!(
-                        conf.output(id).expect("joined").pcm,
-                        naive.output(k),
+                        conf.output(id).expect("joined").unlimited,
+                        naive.unlimited_output(k),
                         "listener {id}"
                     );
                 }

@@ -77,11 +77,15 @@ pub struct TickSummary {
 
 /// One listener's output after a tick.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Output<'a> {
     /// The group it hears; equal ids mean byte-identical audio.
     pub group: GroupId,
-    /// The audio, one frame at the conference rate.
+    /// The audio, one frame at the conference rate, after the group's limiter.
     pub pcm: &'a [i16],
+    /// The exact mix before the limiter, output gain applied: what the exactness
+    /// guarantee (the naive per-listener sum) is about.
+    pub unlimited: &'a [i32],
 }
 
 /// A group materialised in the last tick.
@@ -153,6 +157,7 @@ pub struct Conference {
     /// Scratch for groups that exclude more than one source.
     acc: Vec<i32>,
     silence: Vec<i16>,
+    silence_mix: Vec<i32>,
     groups: GroupTable,
     key: GroupKey,
     closed_groups: Vec<GroupId>,
@@ -179,6 +184,7 @@ impl Conference {
             total: vec![0; frame_samples],
             acc: vec![0; frame_samples],
             silence: vec![0; frame_samples],
+            silence_mix: vec![0; frame_samples],
             groups: GroupTable::default(),
             key: GroupKey::default(),
             closed_groups: Vec::new(),
@@ -460,7 +466,11 @@ impl Conference {
     /// What `listener` hears after the last tick.
     pub fn output(&self, listener: ParticipantId) -> Option<Output<'_>> {
         let m = self.member(listener)?;
-        Some(Output { group: m.group, pcm: self.group_pcm(m.group)? })
+        let unlimited = match m.group.is_silence() {
+            true => &self.silence_mix,
+            false => self.groups.get(m.group)?.mix.as_slice(),
+        };
+        Some(Output { group: m.group, pcm: self.group_pcm(m.group)?, unlimited })
     }
 
     /// The audio of a group of the last tick (`GroupId::SILENCE` is all zeros).
@@ -636,12 +646,8 @@ impl Conference {
             // As in `energy_id`.
             members[**slot as usize].as_ref().expect("active slots are live").talk.talking
         };
-        let floor = self
-            .active
-            .iter()
-            .filter(talking)
-            .min_by_key(|s| energy_id(s))
-            .map(|s| energy_id(s).1);
+        let floor =
+            self.active.iter().filter(talking).min_by_key(|s| energy_id(s)).map(|s| energy_id(s).1);
         self.active.sort_unstable_by_key(|s| energy_id(s).1);
         for &slot in &self.active {
             if let Some(m) = self.members[slot as usize].as_mut() {
@@ -755,13 +761,15 @@ impl Conference {
             match group.key.excluded.as_slice() {
                 // The two common keys get a fused loop: the full mix, and mix-minus-one.
                 [] => {
-                    write_clamped(&mut group.pcm, total.iter().copied(), gain);
+                    write_gained(&mut group.mix, total.iter().copied(), gain);
+                    group.limiter.process(&group.mix, &mut group.pcm);
                     continue;
                 }
                 [only] => {
                     let own = scaled_of(only);
                     let mixed = total.iter().zip(own).map(|(&t, &s)| t - s);
-                    write_clamped(&mut group.pcm, mixed, gain);
+                    write_gained(&mut group.mix, mixed, gain);
+                    group.limiter.process(&group.mix, &mut group.pcm);
                     continue;
                 }
                 excluded if excluded.len() * 2 <= active.len() => {
@@ -787,14 +795,12 @@ impl Conference {
                     }
                 }
             }
-            write_clamped(&mut group.pcm, acc.iter().copied(), gain);
+            write_gained(&mut group.mix, acc.iter().copied(), gain);
+            group.limiter.process(&group.mix, &mut group.pcm);
         }
     }
 }
 
-/// The limiter: applies the output gain and clamps to `i16`. Unity gain, by far the
-/// common case, gets a loop of plain `i32` clamps, which the compiler vectorises.
-#[inline]
 /// Sample `index` of a fade-in over `len` samples: a linear ramp that reaches full level
 /// just after the last faded sample. Integer arithmetic, so the reference mixer can apply
 /// exactly the same rule.
@@ -804,14 +810,16 @@ pub fn onset_fade(scaled: i32, index: usize, len: usize) -> i32 {
     (i64::from(scaled) * (index as i64 + 1) / (len as i64 + 1)) as i32
 }
 
-fn write_clamped(out: &mut [i16], mixed: impl Iterator<Item = i32>, gain: Gain) {
+/// Applies the output gain to a mixed frame into `out`, the group's mix before its limiter.
+/// Unity gain, by far the common case, is a plain copy.
+fn write_gained(out: &mut [i32], mixed: impl Iterator<Item = i32>, gain: Gain) {
     if gain.is_unity() {
         for (o, m) in out.iter_mut().zip(mixed) {
-            *o = m.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+            *o = m;
         }
     } else {
         for (o, m) in out.iter_mut().zip(mixed) {
-            *o = gain.apply_and_clamp(m);
+            *o = gain.apply(m);
         }
     }
 }

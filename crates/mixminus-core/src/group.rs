@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::limiter::Limiter;
 use crate::{Gain, GroupId, ParticipantId};
 
 /// What makes two listeners hear the same thing: the active sources they must not hear
@@ -17,6 +18,9 @@ pub(crate) struct Group {
     pub(crate) id: GroupId,
     pub(crate) key: GroupKey,
     pub(crate) pcm: Vec<i16>,
+    /// The mix before the limiter (output gain applied).
+    pub(crate) mix: Vec<i32>,
+    pub(crate) limiter: Limiter,
     pub(crate) listeners: u32,
     idle_ticks: u32,
 }
@@ -69,8 +73,15 @@ impl GroupTable {
         *generation = generation.wrapping_add(1).max(1);
         let id = GroupId::from_parts(slot, *generation);
         self.by_key.insert(key.clone(), slot);
-        self.slots[slot as usize] =
-            Some(Group { id, key, pcm: vec![0; frame_samples], listeners: 0, idle_ticks: 0 });
+        self.slots[slot as usize] = Some(Group {
+            id,
+            key,
+            pcm: vec![0; frame_samples],
+            mix: vec![0; frame_samples],
+            limiter: Limiter::default(),
+            listeners: 0,
+            idle_ticks: 0,
+        });
         slot
     }
 

@@ -28,7 +28,8 @@
 //! 3. gives each listener an *exclusion key* — the active sources it must not hear, plus its
 //!    output gain. Listeners with equal keys form a [mix group](GroupView); nearly everyone
 //!    shares the empty key, each talker has its own;
-//! 4. materialises each group once (`total − Σ excluded`), clamped to `i16` once.
+//! 4. materialises each group once (`total − Σ excluded`), brought to `i16` once by the
+//!    group's limiter (gain riding, then a soft knee: [`soft_limit`]).
 //!
 //! Sample work is O(|A|·F + groups·F), not O(N·F); per listener it is O(1) plus its
 //! relationships. Downstream, one encoder per group serves all its listeners. The
@@ -77,6 +78,7 @@ mod event;
 mod gain;
 mod group;
 mod id;
+mod limiter;
 mod matrix;
 pub mod reference;
 mod talk;
@@ -89,7 +91,8 @@ pub use config::{
 };
 pub use error::Error;
 pub use event::Event;
-pub use gain::Gain;
+pub use gain::{soft_limit, Gain, LIMITER_KNEE};
 pub use id::{GroupId, ParticipantId};
+pub use limiter::LIMITER_THRESHOLD;
 pub use matrix::Relationship;
 pub use talk::frame_energy;

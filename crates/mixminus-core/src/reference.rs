@@ -40,6 +40,7 @@ pub struct NaiveMixer {
     /// The conference's [`onset_fade_samples`](crate::ConferenceConfig::onset_fade_samples).
     pub onset_fade_samples: usize,
     outputs: Vec<Vec<i16>>,
+    unlimited: Vec<Vec<i32>>,
 }
 
 impl NaiveMixer {
@@ -50,13 +51,20 @@ impl NaiveMixer {
         participants: Vec<NaiveParticipant>,
         relationships: HashMap<(ParticipantId, ParticipantId), Relationship>,
     ) -> Self {
-        Self { participants, relationships, onset_fade_samples: 0, outputs: Vec::new() }
+        Self {
+            participants,
+            relationships,
+            onset_fade_samples: 0,
+            outputs: Vec::new(),
+            unlimited: Vec::new(),
+        }
     }
 
     /// Mixes every listener's output from scratch.
     pub fn mix(&mut self) {
         let frame_len = self.participants.first().map_or(0, |p| p.frame.len());
         self.outputs.resize_with(self.participants.len(), Vec::new);
+        self.unlimited.resize_with(self.participants.len(), Vec::new);
         let mut acc = vec![0i32; frame_len];
         for (o, listener) in self.participants.iter().enumerate() {
             acc.fill(0);
@@ -72,13 +80,24 @@ impl NaiveMixer {
                     }
                 }
             }
+            let unlimited = &mut self.unlimited[o];
+            unlimited.clear();
+            unlimited.extend(acc.iter().map(|&a| listener.output_gain.apply(a)));
             let out = &mut self.outputs[o];
             out.clear();
-            out.extend(acc.iter().map(|&a| listener.output_gain.apply_and_clamp(a)));
+            out.extend(acc.iter().map(|&a| listener.output_gain.apply_and_limit(a)));
         }
     }
 
-    /// Listener `index`'s output of the last [`NaiveMixer::mix`].
+    /// Listener `index`'s mix of the last [`NaiveMixer::mix`] before any limiting, output
+    /// gain applied: what [`Output::unlimited`](crate::Output) must equal.
+    pub fn unlimited_output(&self, index: usize) -> &[i32] {
+        &self.unlimited[index]
+    }
+
+    /// Listener `index`'s output of the last [`NaiveMixer::mix`], through the static soft
+    /// knee only (no gain riding): equal to the conference's output whenever no mix came
+    /// near full scale recently.
     pub fn output(&self, index: usize) -> &[i16] {
         &self.outputs[index]
     }

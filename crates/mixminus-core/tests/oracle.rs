@@ -142,22 +142,24 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         prop::collection::vec(join_spec(), 1..=64),
         prop::collection::vec(op(), 1..40),
     )
-        .prop_map(|(rate, frame, threshold, (attack, onset, hangover), top, fade, initial, ops)| {
-            Scenario {
-                rate,
-                frame,
-                talk: TalkConfig {
-                    energy_threshold: threshold,
-                    attack_frames: attack,
-                    onset_frames: onset.min(attack),
-                    hangover_frames: hangover,
-                },
-                max_active_speakers: top,
-                onset_fade_samples: fade,
-                initial,
-                ops,
-            }
-        })
+        .prop_map(
+            |(rate, frame, threshold, (attack, onset, hangover), top, fade, initial, ops)| {
+                Scenario {
+                    rate,
+                    frame,
+                    talk: TalkConfig {
+                        energy_threshold: threshold,
+                        attack_frames: attack,
+                        onset_frames: onset.min(attack),
+                        hangover_frames: hangover,
+                    },
+                    max_active_speakers: top,
+                    onset_fade_samples: fade,
+                    initial,
+                    ops,
+                }
+            },
+        )
 }
 
 // ---- the independent model -------------------------------------------------------------
@@ -432,7 +434,16 @@ impl Harness {
             HashMap::new();
         for (i, p) in self.live.iter().enumerate() {
             let out = self.conf.output(p.id).unwrap();
-            prop_assert_eq!(out.pcm, naive.output(i), "listener {:?} differs", p.id);
+            prop_assert_eq!(
+                out.unlimited,
+                naive.unlimited_output(i),
+                "listener {:?} differs",
+                p.id
+            );
+            // The limiter only ever lowers a sample, never past full scale.
+            for (&o, &m) in out.pcm.iter().zip(out.unlimited) {
+                prop_assert!(i32::from(o).abs() <= m.abs() && o != i16::MIN && o != i16::MAX);
+            }
             let content = must_hear(p);
             prop_assert_eq!(out.group.is_silence(), content.is_none(), "{:?}", p.id);
             let g = by_group.entry(out.group).or_insert_with(|| content.clone());
@@ -506,6 +517,6 @@ fn oracle_detects_a_forgotten_relationship() {
     };
     let mut naive = NaiveMixer::new(vec![participant(a, 10), participant(b, 20)], HashMap::new());
     naive.mix();
-    assert_ne!(conf.output(a).unwrap().pcm, naive.output(0));
-    assert_eq!(conf.output(b).unwrap().pcm, naive.output(1));
+    assert_ne!(conf.output(a).unwrap().unlimited, naive.unlimited_output(0));
+    assert_eq!(conf.output(b).unwrap().unlimited, naive.unlimited_output(1));
 }

@@ -105,7 +105,7 @@ impl Default for BridgeConfig {
 }
 
 /// Settings of one conference.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ConferenceSettings {
     /// The mixer's configuration.
@@ -118,6 +118,22 @@ pub struct ConferenceSettings {
     pub encoder: CodecSettings,
     /// RFC 8285 extension id on which participants send the RFC 6464 audio level.
     pub audio_level_ext: Option<u8>,
+    /// A talker's first mixed frame is faded in over this long, so an onset that starts
+    /// loud does not click (sets the core's `onset_fade_samples`); default 5 ms, 0 = off.
+    pub onset_fade_ms: u32,
+}
+
+impl Default for ConferenceSettings {
+    fn default() -> Self {
+        Self {
+            core: ConferenceConfig::default(),
+            entry_tone: false,
+            exit_tone: false,
+            encoder: CodecSettings::default(),
+            audio_level_ext: None,
+            onset_fade_ms: 5,
+        }
+    }
 }
 
 impl ConferenceSettings {
@@ -246,7 +262,10 @@ impl Bridge {
         &self,
         settings: ConferenceSettings,
     ) -> Result<ConferenceHandle, RuntimeError> {
-        let conference = Conference::new(settings.core.clone())?;
+        let mut core = settings.core.clone();
+        let fade = core.sample_rate.hz() as usize * settings.onset_fade_ms as usize / 1000;
+        core.onset_fade_samples = fade.min(core.frame_samples());
+        let conference = Conference::new(core)?;
         let (commands, command_rx) = mpsc::channel(self.config.command_queue);
         let (snapshot_tx, snapshot) = watch::channel(Arc::new(Snapshot::default()));
         let (events, _) = broadcast::channel(1024);

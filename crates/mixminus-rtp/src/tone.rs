@@ -14,8 +14,14 @@ pub(crate) struct TonePlayer {
     rate: f32,
     /// (frequency Hz, frames) segments still to play; the last is played first.
     queue: Vec<(f32, u32)>,
-    phase: f32,
+    /// Samples of the current segment played so far.
+    position: usize,
 }
+
+/// Each beep rises from and falls to silence over this long (a raised cosine), so it
+/// starts and ends without a click; every beep starts at phase 0 and the gaps are true
+/// silence, so no segment carries a DC offset.
+const RAMP_SECONDS: f32 = 0.005;
 
 impl TonePlayer {
     /// Joins the tone source: it can speak (gate off, so it is mixed exactly while it
@@ -33,13 +39,14 @@ impl TonePlayer {
             id,
             rate: conference.config().sample_rate.hz() as f32,
             queue: Vec::with_capacity(8),
-            phase: 0.0,
+            position: 0,
         })
     }
 
     /// Two rising beeps.
     pub(crate) fn play_entry(&mut self) {
         self.queue.clear();
+        self.position = 0;
         // Stored reversed: `render` pops from the end.
         self.queue.extend([(1_320.0, 4), (0.0, 2), (880.0, 4)]);
     }
@@ -47,6 +54,7 @@ impl TonePlayer {
     /// Two falling beeps.
     pub(crate) fn play_exit(&mut self) {
         self.queue.clear();
+        self.position = 0;
         self.queue.extend([(440.0, 4), (0.0, 2), (660.0, 4)]);
     }
 
@@ -61,17 +69,76 @@ impl TonePlayer {
 
     /// Hands this tick's tone frame to the conference, if a tone is playing.
     pub(crate) fn render(&mut self, conference: &mut Conference) {
-        let Some(segment) = self.queue.last_mut() else { return };
-        let freq = segment.0;
-        segment.1 -= 1;
-        if segment.1 == 0 {
-            self.queue.pop();
-        }
+        let Some(&(freq, frames_left)) = self.queue.last() else { return };
+        let rate = self.rate;
         let Ok(out) = conference.input_mut(self.id) else { return };
-        let step = std::f32::consts::TAU * freq / self.rate;
-        for sample in out.iter_mut() {
-            *sample = (self.phase.sin() * AMPLITUDE) as i16;
-            self.phase = (self.phase + step) % std::f32::consts::TAU;
+        let frame = out.len();
+        // The segment's whole length: what is left plus what was played.
+        let length = frames_left as usize * frame + self.position;
+        let ramp = (RAMP_SECONDS * rate) as usize;
+        let step = std::f32::consts::TAU * freq / rate;
+        for (i, sample) in out.iter_mut().enumerate() {
+            let n = self.position + i;
+            if freq <= 0.0 {
+                *sample = 0;
+                continue;
+            }
+            // Raised-cosine edges over `ramp` samples at both ends of the beep.
+            let edge = n.min(length.saturating_sub(n + 1));
+            let envelope = if edge >= ramp {
+                1.0
+            } else {
+                0.5 - 0.5 * (std::f32::consts::PI * edge as f32 / ramp as f32).cos()
+            };
+            // The phase from the beep's own start: each beep starts at 0.
+            let phase = (step * n as f32) % std::f32::consts::TAU;
+            *sample = (phase.sin() * AMPLITUDE * envelope) as i16;
         }
+        self.position += frame;
+        if frames_left <= 1 {
+            self.queue.pop();
+            self.position = 0;
+        } else if let Some(segment) = self.queue.last_mut() {
+            segment.1 -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mixminus_core::{ConferenceConfig, TalkConfig};
+
+    use super::*;
+
+    #[test]
+    fn beeps_start_and_end_on_ramps_with_no_dc() {
+        let config = ConferenceConfig {
+            talk: TalkConfig { energy_threshold: 0, ..Default::default() },
+            ..Default::default()
+        };
+        let mut conference = Conference::new(config).unwrap();
+        let listener = conference.join(JoinOptions::default()).unwrap();
+        let mut tone = TonePlayer::new(&mut conference).unwrap();
+        tone.play_entry();
+        let mut heard = Vec::new();
+        for _ in 0..12 {
+            tone.render(&mut conference);
+            conference.tick();
+            heard.extend_from_slice(conference.output(listener).unwrap().pcm);
+        }
+        let frame = conference.frame_samples();
+        // Beep, gap, beep: 4, 2 and 4 frames.
+        let (first, gap, second) =
+            (&heard[..4 * frame], &heard[4 * frame..6 * frame], &heard[6 * frame..10 * frame]);
+        for beep in [first, second] {
+            assert!(beep[0].abs() < 50 && beep[beep.len() - 1].abs() < 50, "edges start at 0");
+            // No sample-to-sample jump larger than the sine's own steepest slope allows.
+            let max_step = beep.windows(2).map(|w| (w[1] - w[0]).abs()).max().unwrap();
+            assert!(max_step < 800, "a jump of {max_step}");
+            let mean = beep.iter().map(|&s| f64::from(s)).sum::<f64>() / beep.len() as f64;
+            assert!(mean.abs() < 20.0, "DC {mean}");
+        }
+        assert!(gap.iter().all(|&s| s == 0), "the gap is silence");
+        assert!(heard[10 * frame..].iter().all(|&s| s == 0), "done");
     }
 }
