@@ -565,7 +565,11 @@ mod tests {
         assert!(worst <= -30.0, "{kind:?}: worst window {worst:.1} dB (goal ≤ −30 dB)");
         assert_eq!(above, 0, "{kind:?}: {above} windows above −20 dB");
         eprintln!("{:?}, max encodes {}", heard.stats, heard.max_encodes);
-        assert!(heard.stats.forks >= 2, "A's talk onsets fork its encoder: {:?}", heard.stats);
+        assert!(
+            heard.stats.forks >= 1,
+            "A's first talk onset forks its encoder: {:?}",
+            heard.stats
+        );
         assert_eq!(heard.stats.discontinuities, 0);
         // Two groups (everyone; everyone but B) while A is quiet, a third (everyone but A)
         // while it talks, and A's own encoder while it waits to merge.

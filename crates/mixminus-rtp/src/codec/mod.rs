@@ -10,6 +10,7 @@ pub const MAX_PAYLOAD: usize = 1400;
 
 mod g711;
 mod l16;
+mod plc;
 // The encoder owns libopus's state block so it can be copied (see `OpusEncoder`); that
 // takes a handful of FFI calls, each with its SAFETY note.
 #[allow(unsafe_code)]

@@ -3,6 +3,7 @@
 
 use rubato::{FftFixedInOut, Resampler};
 
+use super::plc::Plc;
 use super::{AudioDecoder, AudioEncoder, CodecError, SampleCodec};
 
 /// Converts one fixed-size frame between two rates.
@@ -51,6 +52,8 @@ pub(crate) struct Resampled<C> {
     frame: usize,
     codec_rate: u32,
     conference_rate: u32,
+    /// Concealment for lost frames (decoders only).
+    plc: Option<Plc>,
     /// The last frame the encoder converted. rubato's FFT resampler carries only the
     /// overlap of its last chunk, so replaying this frame into a fresh converter puts it in
     /// exactly this one's state: how an encoder is duplicated.
@@ -87,8 +90,18 @@ impl<C: SampleCodec> Resampled<C> {
             frame: frame_samples,
             codec_rate,
             conference_rate,
+            plc: decoding.then(|| Plc::new(codec_rate)),
             last_input,
         })
+    }
+
+    /// `codec_pcm` out at the conference rate.
+    fn play_codec_pcm(&mut self, out: &mut [i16]) {
+        match self.converter.as_mut() {
+            // Equal rates: the codec frame is the conference frame.
+            None => out.copy_from_slice(&self.codec_pcm),
+            Some(converter) => converter.convert(&self.codec_pcm, out),
+        }
     }
 
     /// Brings the converter into the state it had after converting `frame` (see
@@ -129,26 +142,27 @@ impl<C: SampleCodec> AudioDecoder for Resampled<C> {
         let out = out
             .get_mut(..self.frame)
             .ok_or(CodecError::InvalidInput("output buffer shorter than a frame"))?;
-        match self.converter.as_mut() {
-            // Equal rates: the codec frame is the conference frame.
-            None => self.codec.decode_samples(payload, out),
-            Some(converter) => {
-                self.codec.decode_samples(payload, &mut self.codec_pcm);
-                converter.convert(&self.codec_pcm, out);
-            }
+        self.codec.decode_samples(payload, &mut self.codec_pcm);
+        if let Some(plc) = self.plc.as_mut() {
+            plc.good_frame(&mut self.codec_pcm);
         }
+        self.play_codec_pcm(out);
         Ok(self.frame)
     }
 
     fn conceal(&mut self, out: &mut [i16]) {
-        // G.711 and L16 have no concealment of their own: a lost frame is silence. Feed the
-        // resampler silence too, so its history stays continuous.
-        self.codec_pcm.fill(0);
-        match (self.converter.as_mut(), out.get_mut(..self.frame)) {
-            (Some(converter), Some(frame)) => converter.convert(&self.codec_pcm, frame),
-            (None, Some(frame)) => frame.fill(0),
-            (_, None) => out.fill(0),
+        // G.711 and L16 have no concealment of their own: G.711 Appendix I style (see
+        // `plc`), at the codec's rate, through the resampler so its history stays
+        // continuous.
+        let Some(frame) = out.get_mut(..self.frame) else {
+            out.fill(0);
+            return;
+        };
+        match self.plc.as_mut() {
+            Some(plc) => plc.conceal(&mut self.codec_pcm),
+            None => self.codec_pcm.fill(0),
         }
+        self.play_codec_pcm(frame);
     }
 }
 

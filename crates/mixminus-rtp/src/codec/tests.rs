@@ -244,3 +244,36 @@ proptest! {
         }
     }
 }
+
+/// A lost G.711 frame in a steady tone: concealed by repeating the pitch, not by silence,
+/// and the recovery does not click. (Before concealment, the frame was silence: its
+/// residual against the tone was +200 dB.)
+#[test]
+fn g711_loss_is_concealed_by_pitch_repetition() {
+    use crate::dsp::{tone_residual_db, SineGenerator};
+    for kind in [CodecKind::Pcmu, CodecKind::Pcma] {
+        let params = CodecParams::new(kind);
+        let mut enc = new_encoder(&params, &CodecSettings::default(), 48_000, 960).unwrap();
+        let mut dec = new_decoder(&params, 48_000, 960).unwrap();
+        let mut tone = SineGenerator::new(440.0, 48_000, 8_000.0);
+        let (mut frame, mut out, mut payload) = (vec![0i16; 960], vec![0i16; 960], [0u8; 200]);
+        let mut heard = Vec::new();
+        for i in 0..12 {
+            tone.fill(&mut frame);
+            let n = enc.encode(&frame, &mut payload).unwrap();
+            if i == 8 {
+                dec.conceal(&mut out); // frame 8 is lost
+            } else {
+                dec.decode(&payload[..n], &mut out).unwrap();
+            }
+            heard.extend_from_slice(&out);
+        }
+        // 5 ms windows from frame 7 to frame 10: the loss and both its edges.
+        let worst = heard[7 * 960..10 * 960]
+            .chunks_exact(240)
+            .map(|w| tone_residual_db(w, 48_000, 440.0))
+            .fold(f64::MIN, f64::max);
+        eprintln!("{kind:?}: worst window around the loss {worst:.1} dB");
+        assert!(worst < -15.0, "{kind:?}: worst window around the loss {worst:.1} dB");
+    }
+}
