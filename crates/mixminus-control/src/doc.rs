@@ -19,6 +19,15 @@
 //! | `comfort-noise` | boolean or integer 0..=10000 | | false | kept; not generated yet |
 //! | `enter-sound`, `exit-sound` | string | | | kept; the generated tone plays |
 //! | `max-active-speakers` (mixminus) | integer | 0..=64 | 0 (all) | mix only the N loudest |
+//! | `opus-bitrate` (mixminus) | integer | 6000..=510000 | 32000 | Opus bit/s of every mix sent |
+//! | `opus-complexity` (mixminus) | integer | 0..=10 | 5 | Opus encoder complexity |
+//! | `opus-fec` (mixminus) | boolean | | true | Opus in-band FEC in what is sent |
+//! | `opus-dtx` (mixminus) | boolean | | false | Opus DTX in what is sent |
+//! | `opus-loss-percent` (mixminus) | integer | 0..=100 | 5 | loss the Opus FEC is tuned for |
+//!
+//! The Opus keys set what the conference sends; a receiver's SDP (`maxaveragebitrate`,
+//! `useinbandfec=0`) lowers them for that receiver. They apply to conferences started after
+//! the change. Defaults and how they were chosen: `docs/QUALITY.md`.
 //!
 //! Extensions and deliberate differences from Kazoo's schema: `id` (a client-chosen
 //! conference id, `[A-Za-z0-9_-]{1,64}`) is accepted on create; `max_participants` must be
@@ -108,6 +117,16 @@ pub struct Profile {
     pub comfort_noise: Option<u32>,
     /// `max-active-speakers` (0 = all talkers).
     pub max_active_speakers: u32,
+    /// `opus-bitrate`, bit/s; `None` = the engine's default.
+    pub opus_bitrate: Option<u32>,
+    /// `opus-complexity`.
+    pub opus_complexity: Option<u8>,
+    /// `opus-fec`.
+    pub opus_fec: Option<bool>,
+    /// `opus-dtx`.
+    pub opus_dtx: Option<bool>,
+    /// `opus-loss-percent`.
+    pub opus_loss_percent: Option<u8>,
 }
 
 /// Keys of Kazoo's schema that mixminus does not use, with their type, so a wrong type is
@@ -316,6 +335,11 @@ impl Default for Profile {
             max_members: None,
             comfort_noise: None,
             max_active_speakers: 0,
+            opus_bitrate: None,
+            opus_complexity: None,
+            opus_fec: None,
+            opus_dtx: None,
+            opus_loss_percent: None,
         }
     }
 }
@@ -356,6 +380,11 @@ impl Profile {
         };
         profile.max_active_speakers =
             obj.int("max-active-speakers", 0, MAX_ACTIVE_SPEAKERS as i64)?.unwrap_or(0) as u32;
+        profile.opus_bitrate = obj.int("opus-bitrate", 6_000, 510_000)?.map(|n| n as u32);
+        profile.opus_complexity = obj.int("opus-complexity", 0, 10)?.map(|n| n as u8);
+        profile.opus_fec = obj.bool("opus-fec")?;
+        profile.opus_dtx = obj.bool("opus-dtx")?;
+        profile.opus_loss_percent = obj.int("opus-loss-percent", 0, 100)?.map(|n| n as u8);
         obj.str("enter-sound")?;
         obj.str("exit-sound")?;
         Ok(profile)
@@ -420,6 +449,23 @@ mod tests {
         assert_eq!(c.talk.energy_threshold, 0);
         assert_eq!(c.max_active_speakers, 3);
         assert_eq!(doc.member_limit(), Some(5));
+    }
+
+    #[test]
+    fn profile_sets_the_opus_encoder() {
+        let doc = ConferenceDoc::parse(&json!({"profile": {"opus-bitrate": 48000,
+            "opus-complexity": 10, "opus-fec": false, "opus-dtx": false, "opus-loss-percent": 0}}))
+        .unwrap();
+        let encoder = crate::registry::settings(&doc).encoder;
+        assert_eq!((encoder.bitrate, encoder.complexity, encoder.fec), (48_000, 10, false));
+        assert_eq!((encoder.dtx, encoder.expected_loss_percent), (false, 0));
+        let defaults = crate::registry::settings(&ConferenceDoc::parse(&json!({})).unwrap());
+        assert_eq!(defaults.encoder, mixminus_rtp::CodecSettings::default());
+        for bad in
+            [json!({"opus-bitrate": 5000}), json!({"opus-complexity": 11}), json!({"opus-fec": 1})]
+        {
+            assert!(ConferenceDoc::parse(&json!({ "profile": bad })).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -404,6 +404,13 @@ pub fn settings(doc: &ConferenceDoc) -> ConferenceSettings {
     let mut settings = ConferenceSettings::new(doc.core_config());
     settings.entry_tone = doc.play_entry_tone.plays();
     settings.exit_tone = doc.play_exit_tone.plays();
+    let (profile, encoder) = (&doc.profile, &mut settings.encoder);
+    encoder.bitrate = profile.opus_bitrate.unwrap_or(encoder.bitrate);
+    encoder.complexity = profile.opus_complexity.unwrap_or(encoder.complexity);
+    encoder.fec = profile.opus_fec.unwrap_or(encoder.fec);
+    encoder.dtx = profile.opus_dtx.unwrap_or(encoder.dtx);
+    encoder.expected_loss_percent =
+        profile.opus_loss_percent.unwrap_or(encoder.expected_loss_percent);
     settings
 }
 

@@ -29,17 +29,41 @@ use mixminus_core::{Conference, GroupId, ParticipantId};
 
 use crate::codec::{new_encoder, AudioEncoder, CodecError, CodecKind, CodecParams, CodecSettings};
 
-/// What makes two listeners of one group able to share an encoded payload: the codec and
-/// its clock rate (the payload type is only in the per-listener header).
+/// What makes two listeners of one group able to share an encoded payload: the codec, its
+/// clock rate and the encoder settings their SDP leads to (the payload type is only in the
+/// per-listener header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct EncoderKey {
     kind: CodecKind,
     clock_rate: u32,
+    /// Opus bitrate, FEC and DTX for this receiver (zero / false for other codecs).
+    bitrate: u32,
+    fec: bool,
+    dtx: bool,
 }
 
 impl EncoderKey {
-    pub(crate) fn of(params: &CodecParams) -> Self {
-        Self { kind: params.kind, clock_rate: params.clock_rate }
+    /// The key of a listener receiving `params` in a conference encoding with `settings`.
+    pub(crate) fn of(params: &CodecParams, settings: &CodecSettings) -> Self {
+        let (bitrate, fec, dtx) = match params.kind {
+            CodecKind::Opus => {
+                let applied = params.opus_fmtp.applied_to(settings);
+                (applied.bitrate, applied.fec, applied.dtx)
+            }
+            _ => (0, false, false),
+        };
+        Self { kind: params.kind, clock_rate: params.clock_rate, bitrate, fec, dtx }
+    }
+
+    /// The settings an encoder for this key uses.
+    fn settings(&self, conference: &CodecSettings) -> CodecSettings {
+        let mut settings = *conference;
+        if self.kind == CodecKind::Opus {
+            settings.bitrate = self.bitrate;
+            settings.fec = self.fec;
+            settings.dtx = self.dtx;
+        }
+        settings
     }
 }
 
@@ -222,6 +246,11 @@ impl Fanout {
     /// A listener left: its decoder is gone, so is what it followed.
     pub(crate) fn forget(&mut self, listener: ParticipantId) {
         self.follow.remove(&listener);
+    }
+
+    /// The conference's encoder settings (each receiver's SDP may lower them).
+    pub(crate) fn settings(&self) -> &CodecSettings {
+        &self.settings
     }
 
     pub(crate) fn encodes_this_tick(&self) -> u32 {
@@ -410,7 +439,12 @@ impl Fanout {
             return Ok(self.spares.swap_remove(i).1);
         }
         let params = CodecParams { clock_rate: key.clock_rate, ..CodecParams::new(key.kind) };
-        new_encoder(&params, &self.settings, self.conference_rate, self.frame_samples)
+        new_encoder(
+            &params,
+            &key.settings(&self.settings),
+            self.conference_rate,
+            self.frame_samples,
+        )
     }
 
     fn insert(&mut self, encoder: Box<dyn AudioEncoder + Send>, key: EncoderKey) -> u32 {
@@ -499,7 +533,7 @@ mod tests {
         let mut conference = Conference::new(config).unwrap();
         let [a, b, c, d, e] = [(); 5].map(|_| conference.join(JoinOptions::default()).unwrap());
         let params = CodecParams::new(kind);
-        let key = EncoderKey::of(&params);
+        let key = EncoderKey::of(&params, &CodecSettings::default());
         let mut fanout = Fanout::new(CodecSettings::default(), RATE, FRAME);
         let mut decoder = new_decoder(&params, RATE, FRAME).unwrap();
         let (mut tone_a, mut tone_b) =

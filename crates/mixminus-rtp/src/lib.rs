@@ -101,7 +101,7 @@ mod tone;
 
 pub use codec::{
     new_decoder, new_encoder, AudioDecoder, AudioEncoder, CodecError, CodecKind, CodecParams,
-    CodecSettings, MAX_PAYLOAD,
+    CodecSettings, OpusFmtp, MAX_PAYLOAD,
 };
 pub use jitter::{InsertOutcome, JitterBuffer, JitterConfig, JitterStats, Playout};
 pub use packet::{

@@ -758,11 +758,12 @@ impl ConferenceTask {
     /// transition) and sends each listener its encoder's payload.
     fn send_mix(&mut self) {
         let ConferenceTask { legs, conference, fanout, .. } = self;
+        let settings = *fanout.settings();
         let listeners = conference.listener_groups().filter_map(|(id, group)| {
             // Nowhere to send yet (no remote given, nothing latched): not planned, and the
             // leg keeps its clock below.
             let leg = legs.get(&id).filter(|leg| leg.destination().is_some())?;
-            Some((id, group, EncoderKey::of(&leg.codec)))
+            Some((id, group, EncoderKey::of(&leg.codec, &settings)))
         });
         if let Err(error) = fanout.plan(conference, listeners) {
             tracing::warn!(%error, "encoder planning failed");

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::codec::{CodecKind, CodecParams};
+use crate::codec::{CodecKind, CodecParams, OpusFmtp};
 use crate::packet::is_one_byte_extension_id;
 
 /// The RFC 6464 header extension URI.
@@ -60,6 +60,7 @@ impl AudioOffer {
         let mut port: Option<u16> = None;
         let mut payload_types: Vec<u8> = Vec::new();
         let mut rtpmaps: Vec<(u8, String, u32)> = Vec::new();
+        let mut fmtps: Vec<(u8, &str)> = Vec::new();
         let mut ptime = None;
         let mut audio_level_ext = None;
         let mut rtcp_mux = false;
@@ -100,6 +101,13 @@ impl AudioOffer {
                         } else {
                             return Err(SdpError::Malformed("a=rtpmap"));
                         }
+                    } else if let Some(fmtp) = value.strip_prefix("fmtp:") {
+                        // Only the chosen codec's is read, below; a malformed one is ignored.
+                        if let Some((pt, params)) = fmtp.split_once(' ') {
+                            if let Ok(pt) = pt.parse::<u8>() {
+                                fmtps.push((pt, params));
+                            }
+                        }
                     } else if let Some(p) = value.strip_prefix("ptime:") {
                         ptime = Some(
                             p.trim().parse::<u32>().map_err(|_| SdpError::Malformed("a=ptime"))?,
@@ -124,8 +132,13 @@ impl AudioOffer {
         let ip = media_ip.or(session_ip).ok_or(SdpError::NoConnection)?;
         let port = port.filter(|&p| p != 0).ok_or(SdpError::Malformed("m="))?;
         let ptime_ms = ptime.unwrap_or(ptime_ms);
-        let codec =
+        let mut codec =
             choose_codec(&payload_types, &rtpmaps, ptime_ms).ok_or(SdpError::NoCommonCodec)?;
+        if codec.kind == CodecKind::Opus {
+            if let Some(&(_, params)) = fmtps.iter().find(|(pt, _)| *pt == codec.payload_type) {
+                codec.opus_fmtp = OpusFmtp::parse(params);
+            }
+        }
         Ok(Self { remote: SocketAddr::new(ip, port), codec, audio_level_ext, rtcp_mux })
     }
 
@@ -145,6 +158,17 @@ impl AudioOffer {
             channels = if self.codec.kind == CodecKind::Opus { "/2" } else { "" },
             ptime = self.codec.ptime_ms,
         );
+        if self.codec.kind == CodecKind::Opus {
+            // What we take: FEC (we decode it for lost packets), the offerer's minptime, and
+            // DTX if it offered it (we conceal and skip DTX gaps).
+            let offered = self.codec.opus_fmtp;
+            let _ = write!(
+                sdp,
+                "a=fmtp:{pt} minptime={};useinbandfec=1{}\r\n",
+                offered.min_ptime.unwrap_or(10),
+                if offered.use_dtx == Some(true) { ";usedtx=1" } else { "" },
+            );
+        }
         if let Some(id) = self.audio_level_ext {
             let _ = write!(sdp, "a=extmap:{id} {AUDIO_LEVEL_URI}\r\n");
         }
@@ -242,6 +266,33 @@ mod tests {
         assert!(answer.contains("m=audio 20000 RTP/AVP 111\r\n"));
         assert!(answer.contains("a=rtpmap:111 opus/48000/2\r\n"));
         assert!(answer.contains("c=IN IP4 127.0.0.1\r\n"));
+    }
+
+    #[test]
+    fn opus_fmtp_is_read_and_answered() {
+        let offer = AudioOffer::parse(
+            &WEBRTC_LIKE.replace(
+                "a=fmtp:111 useinbandfec=1",
+                "a=fmtp:111 minptime=10; useinbandfec=1;usedtx=1;maxaveragebitrate=24000;x=y",
+            ),
+            20,
+        )
+        .unwrap();
+        let fmtp = offer.codec.opus_fmtp;
+        assert_eq!(fmtp.max_average_bitrate, Some(24_000));
+        assert_eq!(
+            (fmtp.use_inband_fec, fmtp.use_dtx, fmtp.min_ptime),
+            (Some(true), Some(true), Some(10))
+        );
+        let settings = fmtp.applied_to(&crate::CodecSettings::default());
+        assert_eq!(settings.bitrate, 24_000.min(crate::CodecSettings::default().bitrate));
+        let answer = offer.answer("127.0.0.1:5000".parse().unwrap(), 1);
+        assert!(answer.contains("a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1\r\n"), "{answer}");
+        // A receiver that says it cannot use FEC gets none; one that says nothing keeps the
+        // conference's choice.
+        let no_fec = OpusFmtp::parse("useinbandfec=0");
+        assert!(!no_fec.applied_to(&crate::CodecSettings::default()).fec);
+        assert!(OpusFmtp::default().applied_to(&crate::CodecSettings::default()).fec);
     }
 
     #[test]

@@ -90,6 +90,70 @@ pub struct CodecParams {
     pub channels: u8,
     /// Packet duration, ms (must equal the conference frame).
     pub ptime_ms: u32,
+    /// What the peer's SDP says about the Opus it receives (`a=fmtp`); all `None` for a
+    /// join without SDP, which then gets the conference's settings.
+    pub opus_fmtp: OpusFmtp,
+}
+
+/// The Opus `a=fmtp` parameters of one side (RFC 7587 §6.1) that shape what we send it
+/// or say in our answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct OpusFmtp {
+    /// `maxaveragebitrate`: the most the receiver wants, bit/s.
+    pub max_average_bitrate: Option<u32>,
+    /// `useinbandfec`: whether the receiver can use in-band FEC (RFC default: no).
+    pub use_inband_fec: Option<bool>,
+    /// `usedtx`: whether the receiver prefers DTX.
+    pub use_dtx: Option<bool>,
+    /// `minptime`, ms.
+    pub min_ptime: Option<u32>,
+}
+
+impl OpusFmtp {
+    /// Parses the value of an `a=fmtp:<pt> …` line (`key=value;key=value`); unknown keys
+    /// and malformed values are ignored, as RFC 7587 asks of receivers.
+    pub fn parse(params: &str) -> Self {
+        let mut fmtp = Self::default();
+        for pair in params.split(';') {
+            let Some((key, value)) = pair.split_once('=') else { continue };
+            let value = value.trim();
+            let flag = match value {
+                "1" => Some(true),
+                "0" => Some(false),
+                _ => None,
+            };
+            match key.trim().to_ascii_lowercase().as_str() {
+                "maxaveragebitrate" => {
+                    fmtp.max_average_bitrate =
+                        value.parse::<u32>().ok().filter(|b| (6_000..=510_000).contains(b));
+                }
+                "useinbandfec" => fmtp.use_inband_fec = flag,
+                "usedtx" => fmtp.use_dtx = flag,
+                "minptime" => fmtp.min_ptime = value.parse::<u32>().ok().filter(|&p| p <= 120),
+                _ => {}
+            }
+        }
+        fmtp
+    }
+
+    /// The encoder settings for a receiver with these parameters: the conference's,
+    /// capped at its `maxaveragebitrate`, FEC only where it said it can use it (a join
+    /// without SDP says nothing, and gets the conference's choice), DTX only where both
+    /// the conference and the receiver want it.
+    pub fn applied_to(&self, conference: &CodecSettings) -> CodecSettings {
+        let mut settings = *conference;
+        if let Some(max) = self.max_average_bitrate {
+            settings.bitrate = settings.bitrate.min(max);
+        }
+        if self.use_inband_fec == Some(false) {
+            settings.fec = false;
+        }
+        if self.use_dtx == Some(false) {
+            settings.dtx = false;
+        }
+        settings
+    }
 }
 
 impl CodecParams {
@@ -104,6 +168,12 @@ impl CodecParams {
             clock_rate: kind.default_clock_rate(),
             channels,
             ptime_ms: 20,
+            opus_fmtp: OpusFmtp {
+                max_average_bitrate: None,
+                use_inband_fec: None,
+                use_dtx: None,
+                min_ptime: None,
+            },
         }
     }
 
@@ -153,7 +223,7 @@ pub struct CodecSettings {
 }
 
 impl Default for CodecSettings {
-    /// VoIP defaults: 32 kbit/s, complexity 5, FEC on for 5 % loss, DTX off.
+    /// The defaults chosen from the table in `docs/QUALITY.md`: see there.
     fn default() -> Self {
         Self { bitrate: 32_000, complexity: 5, fec: true, dtx: false, expected_loss_percent: 5 }
     }
