@@ -30,8 +30,8 @@
 use mixminus_core::{ConferenceConfig, FrameDuration, JoinFlags, SampleRate, MAX_PARTICIPANTS};
 use serde_json::{Map, Value};
 
-use crate::fields::{int_in, wrong_type, Obj};
-use crate::ApiError;
+use crate::fields::wrong_type;
+use crate::{schema, ApiError};
 
 /// A parsed conference document.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,87 +110,34 @@ pub struct Profile {
     pub max_active_speakers: u32,
 }
 
-/// Keys of Kazoo's schema that mixminus does not use, with their type, so a wrong type is
-/// refused as Kazoo refuses it.
-const OTHER_KEYS: &[(&str, &str)] = &[
-    ("bridge_password", "string"),
-    ("bridge_username", "string"),
-    ("caller_controls", "string"),
-    ("controls", "object"),
-    ("domain", "string"),
-    ("flags", "array"),
-    ("focus", "string"),
-    ("language", "string"),
-    ("max_members_media", "string"),
-    ("moderator_controls", "string"),
-    ("play_welcome", "boolean"),
-    ("profile_name", "string"),
-    ("require_moderator", "boolean"),
-    ("wait_for_moderator", "boolean"),
-];
-
 /// Largest `max-active-speakers`.
 pub const MAX_ACTIVE_SPEAKERS: u32 = 64;
 
 impl ConferenceDoc {
-    /// Parses a document (the request's `data`).
+    /// Parses a document (the request's `data`): Kazoo's `conferences` schema checks it
+    /// (see [`crate::schema`]; JavaScript-style strings such as `"true"` or `"5"` are
+    /// converted as Kazoo's `fix_js_types` converts them), then the typed values are read.
     pub fn parse(value: &Value) -> Result<Self, ApiError> {
-        let obj = Obj::new(value, "")?;
-        for (key, want) in OTHER_KEYS {
-            if let Some(v) = obj.get(key) {
-                if crate::fields::type_name(v) != *want && !(*want == "number" && v.is_number()) {
-                    return Err(wrong_type(key, want, v));
-                }
-            }
-        }
-        if let Some(flags) = obj.array("flags")? {
-            for (i, flag) in flags.iter().enumerate() {
-                if !flag.is_string() {
-                    return Err(wrong_type(&format!("flags.{i}"), "string", flag));
-                }
-            }
-        }
-        let id = match obj.get("id") {
-            None => None,
-            Some(Value::String(s)) if valid_id(s) => Some(s.clone()),
-            Some(other) => {
-                return Err(ApiError::invalid_value(
-                    "id",
-                    "pattern",
-                    "Value did not match pattern ^[A-Za-z0-9_-]{1,64}$",
-                    other,
-                ))
-            }
-        };
-        let name = obj.str_len("name", 1, 128)?.map(str::to_owned);
-        obj.str_len("owner_id", 32, 32)?;
-        obj.digit_strings("conference_numbers", true)?;
-        let member = JoinRules::parse(&obj, "member", true)?;
-        let moderator = JoinRules::parse(&obj, "moderator", false)?;
-        let play_entry_tone = tone(&obj, "play_entry_tone")?;
-        let play_exit_tone = tone(&obj, "play_exit_tone")?;
-        let play_name = obj.bool("play_name")?.unwrap_or(false);
-        let max_participants =
-            obj.int("max_participants", 0, MAX_PARTICIPANTS as i64)?.map(|n| n as u32);
-        let profile = match obj.get("profile") {
-            None => Profile::default(),
-            Some(v) => Profile::parse(v)?,
-        };
-        let raw = obj
-            .map
+        let mut value = value.clone();
+        schema::validate(schema::Body::Conference, &mut value)?;
+        // The schema guarantees an object and the types of every key read below.
+        let Value::Object(map) = value else { return Err(wrong_type("data", "object", &value)) };
+        let rules = |key: &str, muted_default: bool| JoinRules::read(map.get(key), muted_default);
+        let profile = map.get("profile").map(Profile::read).unwrap_or_default();
+        let raw = map
             .iter()
             .filter(|(k, _)| !k.starts_with('_') && !k.starts_with("pvt_") && *k != "id")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Ok(Self {
-            id,
-            name,
-            member,
-            moderator,
-            play_entry_tone,
-            play_exit_tone,
-            play_name,
-            max_participants,
+            id: map.get("id").and_then(Value::as_str).map(str::to_owned),
+            name: map.get("name").and_then(Value::as_str).map(str::to_owned),
+            member: rules("member", true),
+            moderator: rules("moderator", false),
+            play_entry_tone: tone(map.get("play_entry_tone")),
+            play_exit_tone: tone(map.get("play_exit_tone")),
+            play_name: map.get("play_name").and_then(Value::as_bool).unwrap_or(false),
+            max_participants: map.get("max_participants").and_then(as_u32),
             profile,
             raw,
         })
@@ -285,25 +232,21 @@ impl ConferenceDoc {
 }
 
 impl JoinRules {
-    fn parse(parent: &Obj<'_>, key: &'static str, muted_default: bool) -> Result<Self, ApiError> {
-        let Some(value) = parent.get(key) else {
-            return Ok(Self {
-                join_muted: muted_default,
-                join_deaf: false,
-                numbers: Vec::new(),
-                pins: Vec::new(),
-            });
+    /// The rules in a validated `member` / `moderator` object (or Kazoo's defaults).
+    fn read(value: Option<&Value>, muted_default: bool) -> Self {
+        let get = |key: &str| value.and_then(|v| v.get(key));
+        let strings = |key: &str| -> Vec<String> {
+            get(key)
+                .and_then(Value::as_array)
+                .map(|items| items.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default()
         };
-        let obj = Obj::new(value, key)?;
-        if key == "member" {
-            obj.bool("play_entry_prompt")?;
+        Self {
+            join_muted: get("join_muted").and_then(Value::as_bool).unwrap_or(muted_default),
+            join_deaf: get("join_deaf").and_then(Value::as_bool).unwrap_or(false),
+            numbers: strings("numbers"),
+            pins: strings("pins"),
         }
-        Ok(Self {
-            join_muted: obj.bool("join_muted")?.unwrap_or(muted_default),
-            join_deaf: obj.bool("join_deaf")?.unwrap_or(false),
-            numbers: obj.digit_strings("numbers", true)?,
-            pins: obj.digit_strings("pins", false)?,
-        })
     }
 }
 
@@ -321,45 +264,30 @@ impl Default for Profile {
 }
 
 impl Profile {
-    /// Parses a `profile` object.
-    pub fn parse(value: &Value) -> Result<Self, ApiError> {
-        let obj = Obj::new(value, "profile")?;
-        let mut profile = Profile::default();
-        if let Some(v) = obj.get("rate") {
-            let hz = int_in(v, "profile.rate", 8_000, 48_000)?;
-            profile.rate = SampleRate::from_hz(hz as u32).map_err(|_| {
-                ApiError::invalid_value(
-                    "profile.rate",
-                    "enum",
-                    "Value not found in enumerated list of values: 8000, 16000, 24000, 48000",
-                    v,
-                )
-            })?;
+    /// The keys mixminus reads from a validated `profile` object (the `mixminus.profile`
+    /// schema has checked their types and ranges).
+    fn read(value: &Value) -> Self {
+        let int = |key: &str| value.get(key).and_then(as_u32);
+        let defaults = Profile::default();
+        Profile {
+            rate: int("rate").and_then(|hz| SampleRate::from_hz(hz).ok()).unwrap_or(defaults.rate),
+            interval: int("interval")
+                .and_then(|ms| FrameDuration::from_millis(ms).ok())
+                .unwrap_or(defaults.interval),
+            energy_level: int("energy-level"),
+            max_members: int("max-members"),
+            comfort_noise: match value.get("comfort-noise") {
+                Some(Value::Bool(true)) => Some(1_400),
+                Some(v) => as_u32(v),
+                None => None,
+            },
+            max_active_speakers: int("max-active-speakers").unwrap_or(0),
         }
-        if let Some(v) = obj.get("interval") {
-            let ms = int_in(v, "profile.interval", 10, 60)?;
-            profile.interval = FrameDuration::from_millis(ms as u32).map_err(|_| {
-                ApiError::invalid_value(
-                    "profile.interval",
-                    "enum",
-                    "Value not found in enumerated list of values: 10, 20, 40, 60",
-                    v,
-                )
-            })?;
-        }
-        profile.energy_level = obj.int("energy-level", 0, 32_768)?.map(|n| n as u32);
-        profile.max_members = obj.int("max-members", 0, MAX_PARTICIPANTS as i64)?.map(|n| n as u32);
-        profile.comfort_noise = match obj.get("comfort-noise") {
-            None | Some(Value::Bool(false)) => None,
-            Some(Value::Bool(true)) => Some(1_400),
-            Some(v) => Some(int_in(v, "profile.comfort-noise", 0, 10_000)? as u32),
-        };
-        profile.max_active_speakers =
-            obj.int("max-active-speakers", 0, MAX_ACTIVE_SPEAKERS as i64)?.unwrap_or(0) as u32;
-        obj.str("enter-sound")?;
-        obj.str("exit-sound")?;
-        Ok(profile)
     }
+}
+
+fn as_u32(v: &Value) -> Option<u32> {
+    v.as_u64().and_then(|n| u32::try_from(n).ok())
 }
 
 /// Whether `s` is a usable conference id: 1..=64 of `[A-Za-z0-9_-]`.
@@ -368,12 +296,11 @@ pub fn valid_id(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn tone(obj: &Obj<'_>, key: &str) -> Result<Tone, ApiError> {
-    match obj.get(key) {
-        None | Some(Value::Bool(true)) => Ok(Tone::On),
-        Some(Value::Bool(false)) => Ok(Tone::Off),
-        Some(Value::String(s)) => Ok(Tone::Named(s.clone())),
-        Some(other) => Err(wrong_type(key, "boolean, string", other)),
+fn tone(value: Option<&Value>) -> Tone {
+    match value {
+        Some(Value::Bool(false)) => Tone::Off,
+        Some(Value::String(s)) => Tone::Named(s.clone()),
+        _ => Tone::On,
     }
 }
 
