@@ -586,6 +586,7 @@ async fn conference_action(
     Req(req): Req,
 ) -> ApiResult {
     let entry = state.0.registry.get(&auth.account, &conference_id)?;
+    req.body()?;
     // Kazoo's get_request_action: `action` beside `data`, else inside it.
     let action = word(req.action(), "action")?;
     let locked = match action.as_deref() {
