@@ -332,12 +332,7 @@ async fn oversized_invalid_and_mistyped_bodies_are_refused_and_change_nothing() 
         ),
         ("PATCH", c.clone(), json!({"data": "everything"}), "data"),
         ("PUT", c.clone(), json!({"action": 7, "data": {}}), "action"),
-        (
-            "PUT",
-            format!("{c}/participants"),
-            json!({"data": {"action": ["relate"]}}),
-            "action",
-        ),
+        ("PUT", format!("{c}/participants"), json!({"data": {"action": ["relate"]}}), "action"),
         (
             "PUT",
             format!("{c}/participants"),
