@@ -5,8 +5,8 @@
 //! `undeaf-member`) plus mixminus's `floor-change` and `relate-member`. A participant's
 //! event carries `event`, `conference_id`, `call_id`, `participant_id` and the participant
 //! fields of Kazoo's participant object (`caller_id_name`, `caller_id_number`,
-//! `custom_channel_vars`, `conference_channel_vars`, `join_time`, …) as they were when the
-//! event was sent (for `del-member`, as they were when it left).
+//! `custom_channel_vars`, `conference_channel_vars`, `join_time`, …) as they are when the
+//! event is delivered (for a participant that has left, what is known of its call).
 //!
 //! - SSE: `GET /v2/accounts/{A}/conferences/{C}/events` (`event:` is the name, `data:`
 //!   the JSON payload; `lagged` says how many a slow reader missed).
@@ -109,6 +109,18 @@ pub fn payload(
     Some(Payload { name, call_id, data })
 }
 
+/// A join's event can outrun the join's answer, and the call's metadata is recorded
+/// when the answer arrives: wait for it briefly, so `add-member` carries the call.
+async fn settle(event: &Event, entry: Option<&ConferenceEntry>) {
+    let (Event::Joined(p), Some(entry)) = (event, entry) else { return };
+    for _ in 0..40 {
+        if entry.member(*p).is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// `GET …/conferences/{C}/events`: server-sent events.
 pub(crate) async fn sse(
     State(state): State<AppState>,
@@ -126,6 +138,7 @@ pub(crate) async fn sse(
             match rx.recv().await {
                 Ok(event) => {
                     let entry = weak.0.upgrade();
+                    settle(&event, entry.as_deref()).await;
                     if let Some(p) = payload(&event, entry.as_deref(), &weak.1, &weak.2) {
                         let sse = SseEvent::default().event(p.name).data(p.data.to_string());
                         return Some((Ok(sse), (rx, weak)));
@@ -272,6 +285,7 @@ async fn forward(
             Err(RecvError::Closed) => return,
         };
         let strong = entry.upgrade();
+        settle(&event, strong.as_deref()).await;
         let Some(p) = payload(&event, strong.as_deref(), &conference_id, &node) else { continue };
         drop(strong);
         if call.is_some() && p.call_id != call {
