@@ -1,14 +1,15 @@
 //! The Kazoo conference document, parsed into typed values.
 //!
-//! Accepted exactly as Kazoo's `conferences` schema accepts it (the tests check that against
-//! the schema itself): known keys are typed and checked, unknown keys are kept as given
-//! (Kazoo stores them too, e.g. `ui_metadata`), and keys starting with `_` or `pvt_` are
-//! dropped (Kazoo's private and read-only fields, like the `_read_only` a client may send
-//! back). Defaults are Kazoo's: `member.join_muted` **true**, `moderator.join_muted` false,
-//! `join_deaf` false, `play_name` false; tones on when unset.
+//! Kazoo's own `conferences` schema checks the document at runtime ([`crate::schema`], with
+//! crossbar's `fix_js_types`); this module then reads the typed values. Unknown keys are
+//! kept as given (Kazoo stores them too, e.g. `ui_metadata`), and keys starting with `_`
+//! or `pvt_` are dropped (Kazoo's private and read-only fields, like the `_read_only` a
+//! client may send back). Defaults are Kazoo's: `member.join_muted` **true**,
+//! `moderator.join_muted` false, `join_deaf` false, `play_name` false; tones on when unset.
 //!
 //! mixminus reads these keys of `profile` (FreeSWITCH conference profile parameters, as
-//! Kazoo names them) and ignores, but keeps, any other:
+//! Kazoo names them; the `mixminus.profile` schema checks them) and ignores, but keeps,
+//! any other:
 //!
 //! | key | type | range | default | drives |
 //! |---|---|---|---|---|
@@ -25,7 +26,8 @@
 //! 0..=16000 (0 = no limit beyond the engine's); the profile keys above are checked.
 //!
 //! `play_entry_tone` / `play_exit_tone` may be a boolean or a string (Kazoo: a tone or media
-//! name); any string plays mixminus's generated tone.
+//! name); any string plays mixminus's generated tone. A running conference takes a changed
+//! document live where it can ([`crate::registry::ConferenceEntry::replace_doc`]).
 
 use mixminus_core::{ConferenceConfig, FrameDuration, JoinFlags, SampleRate, MAX_PARTICIPANTS};
 use serde_json::{Map, Value};
@@ -183,31 +185,6 @@ impl ConferenceDoc {
             .filter(|&n| n > 0)
             .min()
             .map(|n| n as usize)
-    }
-
-    /// The first setting that differs from `running` and cannot change while a conference
-    /// runs (the media format, talk detection, tones): its field name.
-    pub fn immutable_change(&self, running: &ConferenceDoc) -> Option<&'static str> {
-        let (a, b) = (&self.profile, &running.profile);
-        if a.rate != b.rate {
-            return Some("profile.rate");
-        }
-        if a.interval != b.interval {
-            return Some("profile.interval");
-        }
-        if a.energy_level != b.energy_level {
-            return Some("profile.energy-level");
-        }
-        if a.max_active_speakers != b.max_active_speakers {
-            return Some("profile.max-active-speakers");
-        }
-        if self.play_entry_tone.plays() != running.play_entry_tone.plays() {
-            return Some("play_entry_tone");
-        }
-        if self.play_exit_tone.plays() != running.play_exit_tone.plays() {
-            return Some("play_exit_tone");
-        }
-        None
     }
 
     /// The document as Kazoo shows it: as given, with Kazoo's defaults filled in, and `id`.

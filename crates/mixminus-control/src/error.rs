@@ -68,13 +68,13 @@ pub enum ApiError {
     /// The route exists but not with this method (405).
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// The request conflicts with the conference's state (409): locked, full, id taken,
-    /// immutable setting.
+    /// The request conflicts with the conference's state (409): locked, full, id or call
+    /// already taken.
     #[error("{field}: {message}")]
     Conflict {
         /// The field or state in the way.
         field: String,
-        /// The rule: `locked`, `max_participants`, `unique`, `immutable`.
+        /// The rule: `locked`, `max_participants`, `unique`, `max_conferences`.
         rule: &'static str,
         /// What is wrong, for people.
         message: String,
