@@ -659,3 +659,57 @@ async fn metrics_and_unknown_routes() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"], "405");
 }
+
+#[tokio::test]
+async fn cors_origins_are_configurable() {
+    let mut config = BridgeConfig::default();
+    config.rtp_bind = "127.0.0.1".parse().unwrap();
+    config.rtp_ports = (42_000, 43_999);
+    let registry = Registry::new(Bridge::new(config).unwrap(), 10);
+    let auth = Auth::default().with_token(ALL, AccountScope::All);
+    let listed = Api::new(registry.clone(), auth.clone())
+        .cors_origins(vec!["https://ui.example.com".into()])
+        .router();
+    let send = |app: Router, origin: &'static str, method: Method| async move {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{BASE}/conferences"))
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .header("x-auth-token", ALL)
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        (response.status(), response.headers().get("access-control-allow-origin").cloned())
+    };
+    let (status, allowed) = send(listed.clone(), "https://ui.example.com", Method::OPTIONS).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(allowed.unwrap(), "https://ui.example.com");
+    let (_, allowed) = send(listed.clone(), "https://evil.example.com", Method::GET).await;
+    assert!(allowed.is_none(), "an origin not listed gets no CORS header");
+    let off = Api::new(registry, auth).cors_origins(Vec::new()).router();
+    let (status, allowed) = send(off, "https://ui.example.com", Method::OPTIONS).await;
+    assert_eq!(status, StatusCode::OK, "OPTIONS still answers");
+    assert!(allowed.is_none());
+}
+
+#[tokio::test]
+async fn verbs_tunnel_through_post() {
+    let h = harness();
+    let id = h.create(json!({"name": "t"})).await;
+    let uri = format!("{BASE}/conferences/{id}");
+    let (status, body) = h.call(Method::POST, &format!("{uri}?verb=DELETE"), Some(ALL), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(h.registry.is_empty(), "the tunnelled DELETE ended it");
+    let (status, body) = h
+        .call(
+            Method::POST,
+            &format!("{BASE}/conferences"),
+            Some(ALL),
+            Some(json!({"verb": "put", "data": {"name": "via body"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "a create tunnelled through POST answers 200, as Kazoo's");
+    assert_eq!(body["data"]["name"], "via body");
+    assert_eq!(h.registry.len(), 1);
+}
