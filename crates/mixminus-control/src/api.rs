@@ -823,15 +823,16 @@ async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> A
             }
         }
     }
-    if let Some(call_id) = &body.call_id {
-        if entry.participant_by_call(call_id).is_some() {
-            return Err(ApiError::Conflict {
-                field: "call_id".into(),
-                rule: "unique",
-                message: format!("call {call_id} is already in the conference"),
-            });
-        }
-    }
+    // Held until the call's metadata is recorded: a second join of the same call waits
+    // for no one and is refused.
+    let _claim = match &body.call_id {
+        Some(call_id) => Some(entry.claim_call(call_id).ok_or_else(|| ApiError::Conflict {
+            field: "call_id".into(),
+            rule: "unique",
+            message: format!("call {call_id} is already in the conference"),
+        })?),
+        None => None,
+    };
     let rules = if body.moderator { &doc.moderator } else { &doc.member };
     let options = JoinOptions {
         muted: Some(body.mute || rules.join_muted),

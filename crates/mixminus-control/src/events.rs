@@ -2,8 +2,8 @@
 //!
 //! Each event is named as Kazoo names conference events (`add-member`, `del-member`,
 //! `start-talking`, `stop-talking`, `mute-member`, `unmute-member`, `deaf-member`,
-//! `undeaf-member`) plus mixminus's `floor-change` and `relate-member`. A participant's
-//! event carries `event`, `conference_id`, `call_id`, `participant_id` and the participant
+//! `undeaf-member`) plus mixminus's `floor-change` (about the participant taking the floor,
+//! with `from` and `to`) and `relate-member`. A participant's event carries `event`, `conference_id`, `call_id`, `participant_id` and the participant
 //! fields of Kazoo's participant object (`caller_id_name`, `caller_id_number`,
 //! `custom_channel_vars`, `conference_channel_vars`, `join_time`, …) as they are when the
 //! event is delivered (for a participant that has left, what is known of its call).
@@ -80,7 +80,8 @@ pub fn payload(
         ),
         Event::FloorChanged { from, to } => (
             "floor-change",
-            None,
+            // The participant of a floor change is the one who takes the floor.
+            *to,
             json!({"from": from.map(|p| p.get()), "to": to.map(|p| p.get())}),
         ),
         Event::RelationshipChanged { participant, other, relationship } => (

@@ -47,6 +47,8 @@ pub struct ConferenceEntry {
     locked: AtomicBool,
     created_at: SystemTime,
     members: Mutex<HashMap<ParticipantId, ParticipantMeta>>,
+    /// Calls whose join is under way (see [`ConferenceEntry::claim_call`]).
+    joining: Mutex<std::collections::HashSet<String>>,
     /// The last participants to leave, as their events describe them (bounded).
     departed: Mutex<std::collections::VecDeque<(ParticipantId, Value)>>,
     handle: ConferenceHandle,
@@ -141,6 +143,7 @@ impl Registry {
                     locked: AtomicBool::new(false),
                     created_at: SystemTime::now(),
                     members: Mutex::new(HashMap::new()),
+                    joining: Mutex::new(std::collections::HashSet::new()),
                     departed: Mutex::new(std::collections::VecDeque::new()),
                     handle,
                 });
@@ -417,6 +420,18 @@ impl ConferenceEntry {
         self.members.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
     }
 
+    /// Claims `call_id` for a join: `None` when the call is in the conference or another
+    /// join of it is under way. The claim ends when the returned guard drops (after the
+    /// join recorded the call, or failed).
+    pub fn claim_call(&self, call_id: &str) -> Option<CallClaim<'_>> {
+        let mut joining = self.joining.lock().unwrap_or_else(|p| p.into_inner());
+        if joining.contains(call_id) || self.participant_by_call(call_id).is_some() {
+            return None;
+        }
+        joining.insert(call_id.to_owned());
+        Some(CallClaim { entry: self, call_id: call_id.to_owned() })
+    }
+
     /// The participant whose call is `call_id` (one still in the conference).
     pub fn participant_by_call(&self, call_id: &str) -> Option<ParticipantId> {
         let snapshot = self.handle.snapshot();
@@ -585,6 +600,20 @@ pub fn ad_hoc(id: &str) -> Value {
         );
     }
     doc
+}
+
+/// A join's claim on its call id ([`ConferenceEntry::claim_call`]).
+#[derive(Debug)]
+pub struct CallClaim<'a> {
+    entry: &'a ConferenceEntry,
+    call_id: String,
+}
+
+impl Drop for CallClaim<'_> {
+    fn drop(&mut self) {
+        let mut joining = self.entry.joining.lock().unwrap_or_else(|p| p.into_inner());
+        joining.remove(&self.call_id);
+    }
 }
 
 /// What is known of a participant's call, Kazoo's field names.

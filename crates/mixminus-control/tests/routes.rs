@@ -713,3 +713,29 @@ async fn verbs_tunnel_through_post() {
     assert_eq!(body["data"]["name"], "via body");
     assert_eq!(h.registry.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_call_joins_once_even_concurrently() {
+    let h = harness();
+    let id = h.create(json!({})).await;
+    let path = format!("{BASE}/conferences/{id}/participants");
+    let body =
+        json!({"data": {"action": "join", "data": {"call_id": "same", "rtp": {"codec": "opus"}}}});
+    let calls = (0..8).map(|_| h.call(Method::PUT, &path, Some(ALL), Some(body.clone())));
+    let statuses: Vec<StatusCode> =
+        futures_util::future::join_all(calls).await.into_iter().map(|(s, _)| s).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT));
+    assert_eq!(h.participants(&id).await.len(), 1);
+    // Once it has left, the call may join again.
+    let p = h.participants(&id).await[0]["participant_id"].as_u64().unwrap();
+    h.call(
+        Method::PUT,
+        &format!("{path}/{p}"),
+        Some(ALL),
+        Some(json!({"data": {"action": "kick"}})),
+    )
+    .await;
+    let (status, _) = h.call(Method::PUT, &path, Some(ALL), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED);
+}
