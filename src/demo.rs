@@ -134,7 +134,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 "  PUT …/participants relate {} → {} {rel}: HTTP {status} {}",
                 VOICES[p].0, VOICES[o].0, body["data"]
             );
-            if status != 202 {
+            if status != 201 {
                 bail!("relate refused: {body}");
             }
             matrix.insert((p, o), (rel == "deaf", rel == "mute"));

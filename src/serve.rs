@@ -77,6 +77,7 @@ async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyho
     let app = Api::new(registry.clone(), auth)
         .node(config.node.clone())
         .body_limit(config.max_body_bytes)
+        .cors_origins(config.cors_origins.clone())
         .metrics(metrics)
         .router();
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -98,7 +98,7 @@ async fn world(ports: (u16, u16)) -> World {
                 Some(relate.to_string().as_bytes()),
             )
             .await;
-        assert_eq!(r.status, 202, "{}", r.text);
+        assert_eq!(r.status, 201, "{}", r.text);
         confs.push((account, conf, ids, format!("{conf}-call-0")));
     }
     World { server, confs }
@@ -298,8 +298,9 @@ async fn oversized_invalid_and_mistyped_bodies_are_refused_and_change_nothing() 
         }
         raw.extend_from_slice(b"0\r\n\r\n");
         assert_error(&w.server.raw(&raw).await, 413, &format!("{what} chunked oversized"));
-        // Not JSON, JSON that is not an object, and no body at all.
-        for bad in [&b"{\"data\": "[..], b"\xff\xfe{}", b"[1, 2]", b"\"data\"", b"   "] {
+        // Not JSON, and JSON that is not an object. (No body at all is Kazoo's empty
+        // request, `data` = `{}`: tests/kazoo_conformance.rs checks what each route does.)
+        for bad in [&b"{\"data\": "[..], b"\xff\xfe{}", b"[1, 2]", b"\"data\""] {
             let r = w.server.call(method, path, Some(ALL), Some(bad)).await;
             assert_error(&r, 400, &format!("{what} with {:?}", String::from_utf8_lossy(bad)));
             named_field(&r);
@@ -331,12 +332,7 @@ async fn oversized_invalid_and_mistyped_bodies_are_refused_and_change_nothing() 
         ),
         ("PATCH", c.clone(), json!({"data": "everything"}), "data"),
         ("PUT", c.clone(), json!({"action": 7, "data": {}}), "action"),
-        (
-            "PUT",
-            format!("{c}/participants"),
-            json!({"data": {"action": ["relate"]}}),
-            "data.action",
-        ),
+        ("PUT", format!("{c}/participants"), json!({"data": {"action": ["relate"]}}), "action"),
         (
             "PUT",
             format!("{c}/participants"),
@@ -362,7 +358,7 @@ async fn oversized_invalid_and_mistyped_bodies_are_refused_and_change_nothing() 
             "PUT",
             format!("{c}/participants"),
             json!({"data": {"action": "join", "data": {
-            "rtp": {"codec": "pcmu", "remote_port": "5004"}}}}),
+            "rtp": {"codec": "pcmu", "remote_port": "high"}}}}),
             "rtp.remote_port",
         ),
         (
@@ -377,14 +373,14 @@ async fn oversized_invalid_and_mistyped_bodies_are_refused_and_change_nothing() 
             format!("{c}/participants/{p}"),
             json!({"data": {"action": "volume_out",
             "value": "loud"}}),
-            "data.value",
+            "value",
         ),
         (
             "PUT",
             format!("{c}/participants/{p}"),
             json!({"data": {"action": "energy",
             "value": [1]}}),
-            "data.value",
+            "value",
         ),
         (
             "PUT",

@@ -216,7 +216,7 @@ async fn gstreamer_clients_are_mixed_by_the_matrix() {
     for (p, o, rel) in [(2, 0, "deaf"), (1, 3, "mute")] {
         let (status, body) = call(api, "PUT", &participants, Some(json!({"data": {"action": "relate",
             "data": {"participant_id": ids[p], "other_participant": ids[o], "relationship": rel}}}))).await;
-        assert_eq!(status, 202, "{body}");
+        assert_eq!(status, 201, "{body}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let expected = [[true; 4], [true; 4], [false, true, true, true], [true, false, true, true]];

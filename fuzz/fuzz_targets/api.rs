@@ -4,7 +4,8 @@
 //! (bodies are raw bytes, or JSON built from the API's own words so the parsers get past
 //! `{"data": …}`).
 //!
-//! Checked for every request: no panic, no 5xx, a Kazoo envelope (`status` success or
+//! Checked for every request: no panic, no 5xx (but 501, Kazoo's `not_implemented` for
+//! the actions mixminus does not run, which changes nothing), a Kazoo envelope (`status` success or
 //! error; an error names `error` = the HTTP code), no token echoed, and a refused request
 //! (4xx) changes nothing — the conferences, their documents, participants' flags and the
 //! relationship matrix are compared before and after.
@@ -317,7 +318,10 @@ async fn run(input: Input) {
         let before = state(&registry);
         let response = app.clone().oneshot(request).await.expect("the router is infallible");
         let status = response.status();
-        assert!(!status.is_server_error(), "{status} for {call:?}");
+        assert!(
+            !status.is_server_error() || status == axum::http::StatusCode::NOT_IMPLEMENTED,
+            "{status} for {call:?}"
+        );
         let streaming = response
             .headers()
             .get("content-type")

@@ -2,22 +2,36 @@
 //!
 //! | method | path (under `/v2/accounts/{ACCOUNT_ID}`) | what |
 //! |---|---|---|
-//! | `GET` | `/conferences` | list (Kazoo's list shape) |
-//! | `PUT` | `/conferences` | create from `{"data": document}` → 201 |
+//! | `GET` | `/conferences` | list (Kazoo's list shape, filters, paging) |
+//! | `PUT` | `/conferences` | create from `{"data": document}` (or an empty body) |
 //! | `GET` | `/conferences/{C}` | document with live `_read_only` |
-//! | `POST` / `PATCH` | `/conferences/{C}` | replace / merge the document |
+//! | `POST` / `PATCH` | `/conferences/{C}` | replace / merge the document, applied live |
 //! | `DELETE` | `/conferences/{C}` | end it, release every port |
 //! | `PUT` | `/conferences/{C}` | `{"action": "lock" \| "unlock", "data": {}}` |
 //! | `GET` | `/conferences/{C}/participants` | participant objects |
-//! | `PUT` | `/conferences/{C}/participants` | `{"data": {"action": mute\|unmute\|deaf\|undeaf\|kick\|relate\|join, "data": {…}}}` |
+//! | `PUT` | `/conferences/{C}/participants` | `action` mute\|unmute\|deaf\|undeaf\|kick\|relate\|join |
 //! | `GET` | `/conferences/{C}/participants/{P}` | one participant |
-//! | `PUT` | `/conferences/{C}/participants/{P}` | `{"data": {"action": mute\|unmute\|deaf\|undeaf\|kick\|volume_in\|volume_out\|energy, "value": …}}` |
+//! | `PUT` | `/conferences/{C}/participants/{P}` | `action` mute\|unmute\|deaf\|undeaf\|kick\|volume_in\|volume_out\|energy |
 //! | `GET` | `/conferences/{C}/relationships` | the matrix |
 //! | `GET` | `/conferences/{C}/events` | server-sent events |
-//! | `PUT` | `/channels/{CALL_ID}` | Kazoo's relate metaflow |
+//! | `PUT` | `/channels/{CALL_ID}` | Kazoo's metaflow (`relate`) |
 //!
-//! and `GET /metrics` (Prometheus text; needs a valid token unless the API is open; the
+//! and `GET /websocket` (Kazoo's blackhole event subscriptions, see [`crate::events`]) and
+//! `GET /metrics` (Prometheus text; needs a valid token unless the API is open; the
 //! token may also come as `Authorization: Bearer …`, which Prometheus can send).
+//!
+//! Request handling follows crossbar (`api_util`, `api_resource`, `cb_context`); see
+//! `docs/KAZOO.md` for each route next to Kazoo's source:
+//! - `action` and the other request values are read as Kazoo's `req_value` reads them
+//!   (`data`, then the query string, then the body; the conference and channel routes
+//!   prefer the body's `action`, as `get_request_action` does);
+//! - `POST …?verb=PUT` (or `"verb"` in the body) is handled as a `PUT`, Kazoo's verb
+//!   tunnelling (`get_http_verb`); a trailing slash is ignored; the token may come as
+//!   `X-Auth-Token`, `?auth_token=` (or `"auth_token"` in the body) or `Authorization:
+//!   Bearer`;
+//! - a successful `PUT` answers 201 and every other success 200, because that is what
+//!   Kazoo's cowboy code path sends (its `response_202` sets the body, not the status);
+//! - CORS with configurable origins ([`Api::cors_origins`]), `OPTIONS` answered.
 //!
 //! `volume_in` / `volume_out` take `"value"`: a FreeSWITCH volume step −4..=4 (3 dB each).
 //! `energy` takes `"value"`: 0..=32768 (mean |sample|; 0 = gate off) or `null` for the
@@ -26,37 +40,61 @@
 //! who was touched. Every mutation answers after the conference applied it.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Request, State};
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
-use futures_util::stream::Stream;
+use http_body_util::BodyExt;
 use metrics_exporter_prometheus::PrometheusHandle;
-use mixminus_core::{Event, Gain, JoinOptions, ParticipantId};
+use mixminus_core::{Gain, JoinOptions, ParticipantId};
 use mixminus_rtp::JoinRequest;
-use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
+use serde_json::{json, Map, Value};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::auth::Auth;
 use crate::doc::ConferenceDoc;
 use crate::envelope::EnvelopeInfo;
-use crate::fields::{int_in, wrong_type, Obj};
+use crate::fields::{int_in, wrong_type};
 use crate::join::{JoinBody, Media};
 use crate::registry::{codec_params, ConferenceEntry, ParticipantMeta, Registry};
 use crate::relate::{relationship_word, ConferenceIdRule, RelateRequest};
+use crate::request::KazooRequest;
+use crate::schema;
 use crate::ApiError;
 
 /// Default request body limit, bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// The request headers a browser may send cross-origin (crossbar's list, plus
+/// `authorization` and `x-request-id`).
+pub const CORS_ALLOW_HEADERS: &[&str] = &[
+    "content-type",
+    "depth",
+    "user-agent",
+    "x-http-method-override",
+    "x-file-size",
+    "x-requested-with",
+    "if-modified-since",
+    "x-file-name",
+    "cache-control",
+    "x-auth-token",
+    "x-kazoo-cluster-id",
+    "if-match",
+    "authorization",
+    "x-request-id",
+];
+
+/// The response headers a browser may read cross-origin (crossbar's list).
+pub const CORS_EXPOSE_HEADERS: &[&str] =
+    &["content-type", "x-auth-token", "x-request-id", "x-kazoo-cluster-id", "location", "etag"];
 
 /// Builds the router. See the [crate docs](crate) for an embedding example.
 #[derive(Debug, Clone)]
@@ -66,6 +104,7 @@ pub struct Api {
     envelope: EnvelopeInfo,
     metrics: Option<PrometheusHandle>,
     body_limit: usize,
+    cors_origins: Vec<String>,
 }
 
 impl Api {
@@ -77,6 +116,7 @@ impl Api {
             envelope: EnvelopeInfo::default(),
             metrics: None,
             body_limit: DEFAULT_BODY_LIMIT,
+            cors_origins: vec!["*".into()],
         }
     }
 
@@ -98,8 +138,17 @@ impl Api {
         self
     }
 
+    /// The origins a browser may call the API from: `["*"]` (any, crossbar's behaviour and
+    /// the default), a list of origins (`https://ui.example.com`), or none (no CORS
+    /// headers; `OPTIONS` still answers).
+    pub fn cors_origins(mut self, origins: Vec<String>) -> Self {
+        self.cors_origins = origins;
+        self
+    }
+
     /// The axum router.
     pub fn router(self) -> Router {
+        let cors = self.cors_layer();
         let state = AppState(Arc::new(self));
         let account = Router::new()
             .route("/conferences", get(list_conferences).put(create_conference))
@@ -120,42 +169,94 @@ impl Api {
                 get(get_participant).put(participant_action),
             )
             .route("/conferences/{conference_id}/relationships", get(relationships))
-            .route("/conferences/{conference_id}/events", get(events))
+            .route("/conferences/{conference_id}/events", get(crate::events::sse))
             .route("/channels/{call_id}", put(channel_action));
-        Router::new()
+        let routes = Router::new()
             .nest("/v2/accounts/{account_id}", account)
+            .route("/websocket", get(crate::events::upgrade))
             .route("/metrics", get(metrics_text))
             .fallback(not_found)
-            .layer(DefaultBodyLimit::max(state.0.body_limit))
-            .layer(middleware::from_fn_with_state(state.clone(), envelope))
-            .with_state(state)
+            .with_state(state.clone());
+        // Verb tunnelling and a trailing slash change the route, so both happen before
+        // routing: the front wraps the whole router.
+        let front = tower::ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(state, front))
+            .layer(NormalizePathLayer::trim_trailing_slash())
+            .service(routes);
+        let app = Router::new().fallback_service(front);
+        match cors {
+            Some(cors) => app.layer(cors),
+            None => app,
+        }
+    }
+
+    fn cors_layer(&self) -> Option<CorsLayer> {
+        if self.cors_origins.is_empty() {
+            return None;
+        }
+        let origin = if self.cors_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(
+                self.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+            )
+        };
+        let names = |list: &[&str]| -> Vec<HeaderName> {
+            list.iter().filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()).collect()
+        };
+        Some(
+            CorsLayer::new()
+                .allow_origin(origin)
+                .allow_methods([
+                    Method::OPTIONS,
+                    Method::GET,
+                    Method::PUT,
+                    Method::POST,
+                    Method::PATCH,
+                    Method::DELETE,
+                ])
+                .allow_headers(names(CORS_ALLOW_HEADERS))
+                .expose_headers(names(CORS_EXPOSE_HEADERS))
+                .max_age(Duration::from_secs(86_400)),
+        )
     }
 }
 
 #[derive(Debug, Clone)]
-struct AppState(Arc<Api>);
+pub(crate) struct AppState(pub(crate) Arc<Api>);
+
+impl AppState {
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.0.registry
+    }
+
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.0.auth
+    }
+
+    pub(crate) fn node(&self) -> &str {
+        &self.0.envelope.node
+    }
+}
 
 /// A successful response's data before the envelope goes around it.
 #[derive(Debug, Clone)]
 struct Success {
     data: Value,
     revision: Option<String>,
+    /// Extra envelope keys (a listing's `page_size`, `next_start_key`).
+    envelope: Map<String, Value>,
 }
 
-/// A handler's successful answer, wrapped in the envelope by [`envelope`].
+/// A handler's successful answer, wrapped in the envelope by [`front`]; the status is
+/// Kazoo's for the method (201 for a `PUT`, else 200).
 struct Reply {
-    status: StatusCode,
     success: Success,
 }
 
 impl Reply {
     fn ok(data: Value) -> Self {
-        Self { status: StatusCode::OK, success: Success { data, revision: None } }
-    }
-
-    fn status(mut self, status: StatusCode) -> Self {
-        self.status = status;
-        self
+        Self { success: Success { data, revision: None, envelope: Map::new() } }
     }
 
     fn revision(mut self, entry: &ConferenceEntry) -> Self {
@@ -172,7 +273,7 @@ enum Pending {
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        let mut response = self.status.into_response();
+        let mut response = StatusCode::OK.into_response();
         response.extensions_mut().insert(Pending::Ok(self.success));
         response
     }
@@ -188,8 +289,25 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Reply, ApiError>;
 
-/// Puts Kazoo's envelope around every answer, names the request, counts it.
-async fn envelope(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The request as crossbar sees it, parsed by [`front`]; handlers read it from here.
+#[derive(Debug, Clone)]
+pub(crate) struct Req(pub(crate) Arc<KazooRequest>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Req {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(parts
+            .extensions
+            .get::<Req>()
+            .cloned()
+            .unwrap_or_else(|| Req(Arc::new(KazooRequest::new(parts.uri.query(), b"")))))
+    }
+}
+
+/// Reads the body (bounded), honours `?verb=`, answers `OPTIONS`, puts Kazoo's envelope
+/// around every answer with Kazoo's status, names the request, counts it.
+async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -198,17 +316,73 @@ async fn envelope(State(state): State<AppState>, request: Request, next: Next) -
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let path = request.uri().path().to_owned();
-    let method = request.method().clone();
-    let mut response = next.run(request).await;
-    let status = response.status();
+    let (mut parts, body) = request.into_parts();
+    let real_method = parts.method.clone();
+    let limit = state.0.body_limit;
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            let error = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::MalformedJson(format!("reading the body: {e}"))
+            };
+            return finish(&state, error.into_response(), &request_id, &real_method, &path, false);
+        }
+    };
+    let kazoo = KazooRequest::new(parts.uri.query(), &bytes);
+    // Kazoo's get_http_verb; honoured on POST only (see docs/KAZOO.md).
+    let mut tunnelled = false;
+    if real_method == Method::POST {
+        if let Some(verb) = kazoo.string("verb") {
+            if let Ok(method) = Method::from_bytes(verb.to_ascii_uppercase().as_bytes()) {
+                tunnelled = method != Method::POST;
+                parts.method = method;
+            }
+        }
+    }
+    if parts.method == Method::OPTIONS {
+        // Not a CORS preflight (the CORS layer answers those): Kazoo's `options/2` answers
+        // an empty 200.
+        let mut response = StatusCode::OK.into_response();
+        response.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, PUT, POST, PATCH, DELETE, OPTIONS"),
+        );
+        return finish(&state, response, &request_id, &real_method, &path, false);
+    }
+    let method = parts.method.clone();
+    parts.extensions.insert(Req(Arc::new(kazoo)));
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let created = method == Method::PUT && !tunnelled;
+    finish(&state, response, &request_id, &method, &path, created)
+}
+
+fn finish(
+    state: &AppState,
+    mut response: Response,
+    request_id: &str,
+    method: &Method,
+    path: &str,
+    created: bool,
+) -> Response {
+    let mut status = response.status();
     let body = match response.extensions_mut().remove::<Pending>() {
         Some(Pending::Ok(success)) => {
-            Some(state.0.envelope.success(success.data, &request_id, success.revision.as_deref()))
+            if created {
+                status = StatusCode::CREATED;
+            }
+            let mut body =
+                state.0.envelope.success(success.data, request_id, success.revision.as_deref());
+            if let Value::Object(map) = &mut body {
+                map.extend(success.envelope);
+            }
+            Some(body)
         }
-        Some(Pending::Err(error)) => Some(error_body(&state, &error, &request_id, &method, &path)),
+        Some(Pending::Err(error)) => Some(error_body(state, &error, request_id, method, path)),
         None if status.is_client_error() || status.is_server_error() => {
-            let error = ApiError::from_status(status, &path, state.0.body_limit);
-            Some(error_body(&state, &error, &request_id, &method, &path))
+            let error = ApiError::from_status(status, path, state.0.body_limit);
+            Some(error_body(state, &error, request_id, method, path))
         }
         None => None,
     };
@@ -216,14 +390,17 @@ async fn envelope(State(state): State<AppState>, request: Request, next: Next) -
         .increment(1);
     let mut response = match body {
         Some(body) => {
-            let mut r = (status, body.to_string()).into_response();
-            r.headers_mut()
+            let (mut parts, _) = response.into_parts();
+            parts.status = status;
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts
+                .headers
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
+            Response::from_parts(parts, Body::from(body.to_string()))
         }
         None => response,
     };
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
@@ -233,10 +410,10 @@ fn error_body(
     state: &AppState,
     error: &ApiError,
     request_id: &str,
-    method: &axum::http::Method,
+    method: &Method,
     path: &str,
 ) -> Value {
-    // The path never holds a token; the headers (not logged) do.
+    // The path never holds a token (the query string, which may, is not logged).
     if error.status().is_server_error() {
         tracing::warn!(%method, path, request_id, %error, "request failed");
     } else {
@@ -250,8 +427,8 @@ async fn not_found() -> ApiError {
 }
 
 /// The caller, authorized for the account in the path.
-struct Authorized {
-    account: String,
+pub(crate) struct Authorized {
+    pub(crate) account: String,
 }
 
 impl FromRequestParts<AppState> for Authorized {
@@ -262,7 +439,8 @@ impl FromRequestParts<AppState> for Authorized {
             .await
             .map_err(|_| ApiError::NotFound { kind: "route", id: parts.uri.path().to_owned() })?;
         let account = params.get("account_id").cloned().unwrap_or_default();
-        state.0.auth.authorize(token(parts), &account)?;
+        let req = Req::from_request_parts(parts, state).await?;
+        state.0.auth.authorize(token(parts, &req.0).as_deref(), &account)?;
         if !crate::doc::valid_id(&account) {
             return Err(ApiError::invalid_value(
                 "account_id",
@@ -275,48 +453,61 @@ impl FromRequestParts<AppState> for Authorized {
     }
 }
 
-fn token(parts: &Parts) -> Option<&str> {
+/// Kazoo's `get_auth_token`: `X-Auth-Token`, then `auth_token` in the request (`data`,
+/// query string, body), then `Authorization: Bearer`.
+pub(crate) fn token(parts: &Parts, req: &KazooRequest) -> Option<String> {
     if let Some(v) = parts.headers.get("x-auth-token") {
-        return v.to_str().ok();
+        return v.to_str().ok().map(str::to_owned);
+    }
+    if let Some(t) = req.string("auth_token") {
+        return Some(t);
     }
     parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
 }
 
-/// The request's `data`, which must be present.
-fn data_of(body: &Value) -> Result<&Value, ApiError> {
-    body.get("data")
-        .ok_or_else(|| ApiError::invalid("data", "required", "Field is required but missing"))
+/// A request value that must be a string when present (an `action`).
+fn word(value: Option<Value>, field: &str) -> Result<Option<String>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(wrong_type(field, "string", &other)),
+    }
 }
 
 // ---- conferences ---------------------------------------------------------------------
 
-async fn list_conferences(State(state): State<AppState>, auth: Authorized) -> ApiResult {
-    let list: Vec<Value> = state
+async fn list_conferences(
+    State(state): State<AppState>,
+    auth: Authorized,
+    Req(req): Req,
+) -> ApiResult {
+    let items: Vec<Value> = state
         .0
         .registry
         .list(&auth.account)
         .iter()
         .map(|entry| entry.summary(&entry.handle().snapshot()))
         .collect();
-    Ok(Reply::ok(Value::Array(list)))
+    let page = crate::listing::page(items, &req)?;
+    let mut reply = Reply::ok(Value::Array(page.items));
+    reply.success.envelope = page.envelope;
+    Ok(reply)
 }
 
 async fn create_conference(
     State(state): State<AppState>,
     auth: Authorized,
-    body: Bytes,
+    Req(req): Req,
 ) -> ApiResult {
-    let body = parse_body(&body)?;
-    let doc = ConferenceDoc::parse(data_of(&body)?)?;
+    let doc = ConferenceDoc::parse(&req.data()?)?;
     let entry = state.0.registry.create(&auth.account, doc)?;
     tracing::info!(account = %auth.account, conference = %entry.id(), "conference created");
-    Ok(Reply::ok(entry.full_json(&state.0.envelope.node))
-        .status(StatusCode::CREATED)
-        .revision(&entry))
+    Ok(Reply::ok(entry.full_json(&state.0.envelope.node)).revision(&entry))
 }
 
 async fn get_conference(
@@ -324,21 +515,25 @@ async fn get_conference(
     auth: Authorized,
     Path((_, conference_id)): Path<(String, String)>,
 ) -> ApiResult {
-    let entry = state.0.registry.get(&auth.account, &conference_id)?;
-    Ok(Reply::ok(entry.full_json(&state.0.envelope.node)).revision(&entry))
+    match state.0.registry.get(&auth.account, &conference_id) {
+        Ok(entry) => Ok(Reply::ok(entry.full_json(&state.0.envelope.node)).revision(&entry)),
+        // Kazoo's maybe_build_conference: an unknown conference reads as an ad-hoc one
+        // with nobody in it.
+        Err(ApiError::NotFound { .. }) => Ok(Reply::ok(crate::registry::ad_hoc(&conference_id))),
+        Err(e) => Err(e),
+    }
 }
 
 async fn replace_conference(
     State(state): State<AppState>,
     auth: Authorized,
     Path((_, conference_id)): Path<(String, String)>,
-    body: Bytes,
+    Req(req): Req,
 ) -> ApiResult {
     let entry = state.0.registry.get(&auth.account, &conference_id)?;
-    let body = parse_body(&body)?;
-    let doc = ConferenceDoc::parse(data_of(&body)?)?;
+    let doc = ConferenceDoc::parse(&req.data()?)?;
     check_same_id(&doc, &conference_id)?;
-    entry.replace_doc(doc)?;
+    entry.replace_doc(doc).await?;
     Ok(Reply::ok(entry.full_json(&state.0.envelope.node)).revision(&entry))
 }
 
@@ -346,13 +541,12 @@ async fn patch_conference(
     State(state): State<AppState>,
     auth: Authorized,
     Path((_, conference_id)): Path<(String, String)>,
-    body: Bytes,
+    Req(req): Req,
 ) -> ApiResult {
     let entry = state.0.registry.get(&auth.account, &conference_id)?;
-    let body = parse_body(&body)?;
-    let doc = entry.doc().merged(data_of(&body)?)?;
+    let doc = entry.doc().merged(&req.data()?)?;
     check_same_id(&doc, &conference_id)?;
-    entry.replace_doc(doc)?;
+    entry.replace_doc(doc).await?;
     Ok(Reply::ok(entry.full_json(&state.0.envelope.node)).revision(&entry))
 }
 
@@ -382,38 +576,31 @@ async fn delete_conference(
     Ok(Reply::ok(doc))
 }
 
+/// The conference actions mixminus does not run (yet): 501, Kazoo's `not_implemented`.
+const NOT_IMPLEMENTED: &[&str] = &["play", "record", "dial"];
+
 async fn conference_action(
     State(state): State<AppState>,
     auth: Authorized,
     Path((_, conference_id)): Path<(String, String)>,
-    body: Bytes,
+    Req(req): Req,
 ) -> ApiResult {
     let entry = state.0.registry.get(&auth.account, &conference_id)?;
-    let body = parse_body(&body)?;
-    // Kazoo puts `action` beside `data`; `{"data": {"action": …}}` is accepted too.
-    let (action, field) = match (body.get("action"), body.get("data").and_then(|d| d.get("action")))
-    {
-        (Some(a), _) => (a, "action"),
-        (None, Some(a)) => (a, "data.action"),
-        (None, None) => {
-            return Err(ApiError::invalid("action", "required", "Field is required but missing"))
-        }
-    };
-    let Value::String(word) = action else { return Err(wrong_type(field, "string", action)) };
-    let locked = match word.as_str() {
-        "lock" => true,
-        "unlock" => false,
-        _ => {
-            return Err(ApiError::invalid_value(
-                field,
-                "enum",
-                "Value not found in enumerated list of values: lock, unlock (play, record and dial are not supported by mixminus)",
-                action,
-            ))
-        }
+    req.body()?;
+    // Kazoo's get_request_action: `action` beside `data`, else inside it.
+    let action = word(req.action(), "action")?;
+    let locked = match action.as_deref() {
+        Some("lock") => true,
+        Some("unlock") => false,
+        Some(a) if NOT_IMPLEMENTED.contains(&a) => return Err(not_implemented("action", a)),
+        _ => return Err(ApiError::FaultyRequest),
     };
     entry.set_locked(locked);
-    Ok(Reply::ok(json!({"action": word, "is_locked": entry.is_locked()})).revision(&entry))
+    Ok(Reply::ok(json!({"action": action, "is_locked": entry.is_locked()})).revision(&entry))
+}
+
+fn not_implemented(field: &str, what: &str) -> ApiError {
+    ApiError::NotImplemented { field: field.to_owned(), what: what.to_owned() }
 }
 
 // ---- participants --------------------------------------------------------------------
@@ -423,7 +610,10 @@ async fn list_participants(
     auth: Authorized,
     Path((_, conference_id)): Path<(String, String)>,
 ) -> ApiResult {
-    let entry = state.0.registry.get(&auth.account, &conference_id)?;
+    // Kazoo lists nobody for a conference that is not running.
+    let Ok(entry) = state.0.registry.get(&auth.account, &conference_id) else {
+        return Ok(Reply::ok(json!([])));
+    };
     let snapshot = entry.handle().snapshot();
     Ok(Reply::ok(Value::Array(entry.participants_json(&snapshot, &state.0.envelope.node))))
 }
@@ -433,57 +623,40 @@ async fn get_participant(
     auth: Authorized,
     Path((_, conference_id, participant)): Path<(String, String, String)>,
 ) -> ApiResult {
-    let entry = state.0.registry.get(&auth.account, &conference_id)?;
-    let id = path_participant(&participant)?;
-    let snapshot = entry.handle().snapshot();
-    let leg = snapshot
-        .participants
-        .iter()
-        .find(|l| l.info.id == id)
-        .ok_or_else(|| bad_participant("participant_id", &participant))?;
-    Ok(Reply::ok(entry.participant_json(leg, &snapshot, &state.0.envelope.node)))
-}
-
-/// The `{"data": {"action": …, "data": …}}` shape of participants actions.
-fn action_of(body: &Value) -> Result<(&str, Obj<'_>), ApiError> {
-    let data = Obj::new(data_of(body)?, "data")?;
-    let action = data.required("action")?;
-    let Value::String(word) = action else {
-        return Err(wrong_type("data.action", "string", action));
-    };
-    Ok((word, data))
+    // Kazoo's enrich_participant: `{}` when the conference or the participant is not there.
+    let found = state.0.registry.get(&auth.account, &conference_id).ok().and_then(|entry| {
+        let id = path_participant(&participant).ok()?;
+        let snapshot = entry.handle().snapshot();
+        let leg = snapshot.participants.iter().find(|l| l.info.id == id)?;
+        Some(entry.participant_json(leg, &snapshot, &state.0.envelope.node))
+    });
+    Ok(Reply::ok(found.unwrap_or_else(|| json!({}))))
 }
 
 async fn participants_action(
     State(state): State<AppState>,
     auth: Authorized,
     Path((_, conference_id)): Path<(String, String)>,
-    body: Bytes,
+    Req(req): Req,
 ) -> ApiResult {
     let entry = state.0.registry.get(&auth.account, &conference_id)?;
-    let body = parse_body(&body)?;
-    let (action, data) = action_of(&body)?;
-    let empty = Value::Object(Default::default());
-    let inner = data.get("data").unwrap_or(&empty);
-    match action {
-        "relate" => {
-            let request = RelateRequest::parse(inner, ConferenceIdRule::FromPath)?;
+    req.body()?;
+    let action = word(req.value("action"), "action")?;
+    // Kazoo's `req_value(Context, <<"data">>, {})`.
+    let inner = req.value("data").unwrap_or_else(|| json!({}));
+    match action.as_deref() {
+        Some("relate") => {
+            let request = RelateRequest::parse(&inner, ConferenceIdRule::FromPath)?;
             relate(&entry, &request).await?;
-            Ok(Reply::ok(Value::String("relating participants".into()))
-                .status(StatusCode::ACCEPTED)
-                .revision(&entry))
+            Ok(Reply::ok(Value::String("relating participants".into())).revision(&entry))
         }
-        "join" => join(&state, &entry, inner).await,
-        "mute" | "unmute" | "deaf" | "undeaf" | "kick" => {
-            let touched = bulk(&entry, action).await?;
-            Ok(Reply::ok(json!({"action": action, "participants": touched})))
+        Some("join") => join(&state, &entry, &inner).await,
+        Some(a @ ("mute" | "unmute" | "deaf" | "undeaf" | "kick")) => {
+            let touched = bulk(&entry, a).await?;
+            Ok(Reply::ok(json!({"action": a, "participants": touched})))
         }
-        _ => Err(ApiError::invalid_value(
-            "data.action",
-            "enum",
-            "Value not found in enumerated list of values: mute, unmute, deaf, undeaf, kick, relate, join",
-            &Value::String(action.to_owned()),
-        )),
+        Some("play") => Err(not_implemented("action", "play")),
+        _ => Err(ApiError::FaultyRequest),
     }
 }
 
@@ -491,25 +664,29 @@ async fn participant_action(
     State(state): State<AppState>,
     auth: Authorized,
     Path((_, conference_id, participant)): Path<(String, String, String)>,
-    body: Bytes,
+    Req(req): Req,
 ) -> ApiResult {
     let entry = state.0.registry.get(&auth.account, &conference_id)?;
     let id = path_participant(&participant)?;
-    let body = parse_body(&body)?;
-    let (action, data) = action_of(&body)?;
-    // The body is checked whole before anything changes.
-    let command = match action {
+    req.body()?;
+    let action = word(req.value("action"), "action")?.unwrap_or_default();
+    let value = || {
+        req.value("value")
+            .ok_or_else(|| ApiError::invalid("value", "required", "Field is required but missing"))
+    };
+    // The request is checked whole before anything changes.
+    let command = match action.as_str() {
         "mute" => One::Speak(false),
         "unmute" => One::Speak(true),
         "deaf" => One::Hear(false),
         "undeaf" => One::Hear(true),
         "kick" => One::Kick,
         "volume_in" | "volume_out" => {
-            let v = data.required("value")?;
-            let level = int_in(v, "data.value", -4, 4)?;
+            let v = value()?;
+            let level = int_in(&v, "value", -4, 4)?;
             // The range is checked above, so this cannot fail.
             let gain = Gain::from_level(level as i8).map_err(|_| {
-                ApiError::invalid_value("data.value", "maximum", "volume levels are -4..=4", v)
+                ApiError::invalid_value("value", "maximum", "volume levels are -4..=4", &v)
             })?;
             if action == "volume_in" {
                 One::InputGain(gain)
@@ -517,18 +694,12 @@ async fn participant_action(
                 One::OutputGain(gain)
             }
         }
-        "energy" => match data.required("value")? {
+        "energy" => match value()? {
             Value::Null => One::Energy(None),
-            v => One::Energy(Some(int_in(v, "data.value", 0, 32_768)? as u32)),
+            v => One::Energy(Some(int_in(&v, "value", 0, 32_768)? as u32)),
         },
-        other => {
-            return Err(ApiError::invalid_value(
-                "data.action",
-                "enum",
-                "Value not found in enumerated list of values: mute, unmute, deaf, undeaf, kick, volume_in, volume_out, energy",
-                &Value::String(other.to_owned()),
-            ))
-        }
+        "play" => return Err(not_implemented("action", "play")),
+        _ => return Err(ApiError::FaultyRequest),
     };
     let handle = entry.handle();
     let not_here = |e: mixminus_rtp::RuntimeError| match ApiError::from(e) {
@@ -548,6 +719,9 @@ async fn participant_action(
             handle.set_output_gain(id, g).await.map(|_| true).map_err(not_here)?
         }
         One::Energy(t) => {
+            entry.set_energy_override(id, t.is_some());
+            // `null` is the conference's level, which may have changed since it started.
+            let t = t.or_else(|| entry.conference_energy());
             handle.set_energy_threshold(id, t).await.map(|_| true).map_err(not_here)?
         }
     };
@@ -649,12 +823,23 @@ async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> A
             }
         }
     }
+    // Held until the call's metadata is recorded: a second join of the same call waits
+    // for no one and is refused.
+    let _claim = match &body.call_id {
+        Some(call_id) => Some(entry.claim_call(call_id).ok_or_else(|| ApiError::Conflict {
+            field: "call_id".into(),
+            rule: "unique",
+            message: format!("call {call_id} is already in the conference"),
+        })?),
+        None => None,
+    };
     let rules = if body.moderator { &doc.moderator } else { &doc.member };
     let options = JoinOptions {
         muted: Some(body.mute || rules.join_muted),
         deaf: Some(body.deaf || rules.join_deaf),
         moderator: body.moderator,
         ghost: body.ghost,
+        energy_threshold: entry.conference_energy(),
         ..Default::default()
     };
     let frame_ms = doc.profile.interval.millis();
@@ -677,7 +862,8 @@ async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> A
     let call_id = body.call_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     entry.add_member(
         joined.id,
-        ParticipantMeta::new(call_id, body.caller_id_name.clone(), body.caller_id_number.clone()),
+        ParticipantMeta::new(call_id, body.caller_id_name.clone(), body.caller_id_number.clone())
+            .with_custom_channel_vars(body.custom_channel_vars.clone()),
     );
     tracing::info!(conference = %entry.id(), participant = %joined.id, local = %joined.local_rtp, "joined");
     // The runtime publishes its snapshot before it answers, so the new leg is in it (unless
@@ -703,7 +889,7 @@ async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> A
             );
         }
     }
-    Ok(Reply::ok(object).status(StatusCode::CREATED).revision(entry))
+    Ok(Reply::ok(object).revision(entry))
 }
 
 async fn relationships(
@@ -730,132 +916,56 @@ async fn channel_action(
     State(state): State<AppState>,
     auth: Authorized,
     Path((_, call_id)): Path<(String, String)>,
-    body: Bytes,
+    Req(req): Req,
 ) -> ApiResult {
-    let body = parse_body(&body)?;
-    let root = Obj::new(&body, "")?;
-    let action = root.required("action")?;
-    if action != "metaflow" {
-        return Err(ApiError::invalid_value(
-            "action",
-            "enum",
-            "Value not found in enumerated list of values: metaflow",
-            action,
-        ));
-    }
-    let outer = Obj::new(root.required("data")?, "data")?;
-    let flow = Obj::new(outer.required("data")?, "data.data")?;
-    let module = flow.required("module")?;
-    if module != "relate" {
-        return Err(ApiError::invalid_value(
-            "data.data.module",
-            "enum",
-            "Value not found in enumerated list of values: relate (the only metaflow mixminus runs)",
-            module,
-        ));
-    }
-    let request = RelateRequest::parse(flow.required("data")?, ConferenceIdRule::Required)?;
-    let conference_id = request.conference_id.clone().unwrap_or_default();
-    let entry = state.0.registry.get(&auth.account, &conference_id)?;
-    if entry.participant_by_call(&call_id).is_none() {
+    let data = req.data()?;
+    // Kazoo's cb_channels reads the channel first: an unknown call is bad_identifier.
+    let Some((entry, _)) = state.0.registry.find_call(&auth.account, &call_id) else {
         return Err(ApiError::BadIdentifier {
             field: "call_id".into(),
             id: Value::String(call_id),
         });
+    };
+    match word(req.action(), "action")?.as_deref() {
+        Some("metaflow") => {}
+        _ => return Err(ApiError::FaultyRequest),
+    }
+    // Kazoo validates `data` against its metaflow schema (`{"module": …, "data": …}`);
+    // its docs show the node one level down (`{"data": {"module": …}}`): both are taken.
+    let mut node = match data.get("module") {
+        Some(_) => data.clone(),
+        None => data.get("data").filter(|d| d.get("module").is_some()).cloned().unwrap_or(data),
+    };
+    schema::validate(schema::Body::Metaflow, &mut node)?;
+    let module = node.get("module").and_then(Value::as_str).unwrap_or_default();
+    if module != "relate" {
+        return Err(not_implemented("module", module));
+    }
+    let flow = node.get("data").cloned().unwrap_or_else(|| json!({}));
+    let request = RelateRequest::parse(&flow, ConferenceIdRule::Required)?;
+    let conference_id = request.conference_id.clone().unwrap_or_default();
+    if conference_id != entry.id() {
+        // The call is in another conference than the one the flow names.
+        state.0.registry.get(&auth.account, &conference_id)?;
+        return Err(ApiError::BadIdentifier {
+            field: "conference_id".into(),
+            id: Value::String(conference_id),
+        });
     }
     relate(&entry, &request).await?;
-    Ok(Reply::ok(Value::String("relating participants".into()))
-        .status(StatusCode::ACCEPTED)
-        .revision(&entry))
+    Ok(Reply::ok(Value::String("metaflow sent".into())).revision(&entry))
 }
 
 // ---- events and metrics --------------------------------------------------------------
-
-async fn events(
-    State(state): State<AppState>,
-    auth: Authorized,
-    Path((_, conference_id)): Path<(String, String)>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let entry = state.0.registry.get(&auth.account, &conference_id)?;
-    let receiver = entry.handle().subscribe();
-    // Weak: an open stream must not keep an ended conference alive (its end closes us).
-    let weak = (Arc::downgrade(&entry), entry.id().to_owned());
-    drop(entry);
-    let stream = futures_util::stream::unfold((receiver, weak), |(mut rx, weak)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(event) => {
-                    if let Some(sse) = sse_event(&event, &weak) {
-                        return Some((Ok(sse), (rx, weak)));
-                    }
-                }
-                Err(RecvError::Lagged(n)) => {
-                    let sse =
-                        SseEvent::default().event("lagged").data(json!({"missed": n}).to_string());
-                    return Some((Ok(sse), (rx, weak)));
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
-}
-
-/// An event as SSE: Kazoo's participant event names (`add-member`, `del-member`,
-/// `start-talking`, `stop-talking`, `mute-member`, `unmute-member`, `deaf-member`,
-/// `undeaf-member`) plus mixminus's `floor-change` and `relate-member`.
-fn sse_event(
-    event: &Event,
-    (entry, conference_id): &(Weak<ConferenceEntry>, String),
-) -> Option<SseEvent> {
-    let (name, participant, mut data) = match event {
-        Event::Joined(p) => ("add-member", Some(*p), json!({})),
-        Event::Left(p) => ("del-member", Some(*p), json!({})),
-        Event::TalkingStarted(p) => ("start-talking", Some(*p), json!({})),
-        Event::TalkingStopped(p) => ("stop-talking", Some(*p), json!({})),
-        Event::SpeakChanged { participant, can_speak } => (
-            if *can_speak { "unmute-member" } else { "mute-member" },
-            Some(*participant),
-            json!({"speak": can_speak}),
-        ),
-        Event::HearChanged { participant, can_hear } => (
-            if *can_hear { "undeaf-member" } else { "deaf-member" },
-            Some(*participant),
-            json!({"hear": can_hear}),
-        ),
-        Event::FloorChanged { from, to } => (
-            "floor-change",
-            None,
-            json!({"from": from.map(|p| p.get()), "to": to.map(|p| p.get())}),
-        ),
-        Event::RelationshipChanged { participant, other, relationship } => (
-            "relate-member",
-            Some(*participant),
-            json!({"other_participant": other.get(), "relationship": relationship_word(*relationship),
-                "deaf": relationship.deaf, "mute": relationship.mute}),
-        ),
-        _ => return None,
-    };
-    let entry = entry.upgrade();
-    if let Value::Object(map) = &mut data {
-        map.insert("event".into(), name.into());
-        map.insert("conference_id".into(), conference_id.clone().into());
-        if let Some(p) = participant {
-            map.insert("participant_id".into(), p.get().into());
-            if let Some(meta) = entry.as_ref().and_then(|e| e.member(p)) {
-                map.insert("call_id".into(), meta.call_id.into());
-            }
-        }
-    }
-    Some(SseEvent::default().event(name).data(data.to_string()))
-}
 
 async fn metrics_text(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, _) = request.into_parts();
-    state.0.auth.authenticate(token(&parts))?;
+    let req = parts.extensions.get::<Req>().cloned();
+    let presented = req.and_then(|r| token(&parts, &r.0));
+    state.0.auth.authenticate(presented.as_deref())?;
     let Some(handle) = &state.0.metrics else {
         return Err(ApiError::NotFound { kind: "route", id: "/metrics".into() });
     };
@@ -864,18 +974,4 @@ async fn metrics_text(
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     Ok(response)
-}
-
-/// Parses a request body: JSON, an object, with its payload under `data` (Kazoo's request
-/// shape). Returns the whole body.
-pub(crate) fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::invalid("data", "required", "a JSON body {\"data\": …} is required"));
-    }
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    if !value.is_object() {
-        return Err(wrong_type("body", "object", &value));
-    }
-    Ok(value)
 }

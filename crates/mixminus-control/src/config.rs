@@ -10,6 +10,7 @@
 //! inactivity_timeout_secs = 60    # silent legs are removed; 0 = never
 //! strict_source = true            # latch only onto the host a join named (false behind NAT)
 //! quiet_decode_interval = 1       # n > 1: decode quiet participants every n-th frame only
+//! cors_origins = ["*"]            # browsers may call the API from: "*" (crossbar's), a list, or []
 //!
 //! [[tokens]]
 //! token = "a-long-random-secret"
@@ -58,6 +59,9 @@ pub struct Config {
     /// Cuts decode cost about n-fold in mostly quiet conferences; talk onset is seen up to
     /// n − 1 frames later.
     pub quiet_decode_interval: u32,
+    /// The origins a browser may call the API from (CORS): `["*"]` for any (crossbar's
+    /// behaviour, the default), a list of origins, or `[]` for no CORS headers.
+    pub cors_origins: Vec<String>,
     /// API tokens and the accounts each grants.
     pub tokens: Vec<TokenConfig>,
     /// Log settings.
@@ -76,6 +80,7 @@ impl Default for Config {
             inactivity_timeout_secs: 60,
             strict_source: true,
             quiet_decode_interval: 1,
+            cors_origins: vec!["*".into()],
             tokens: Vec::new(),
             logging: LoggingConfig::default(),
         }
@@ -130,6 +135,14 @@ impl Config {
         }
         if self.node.is_empty() || self.node.len() > 128 {
             return Err(ConfigError::Invalid("node must be 1..=128 characters"));
+        }
+        if self.cors_origins.iter().any(|o| {
+            o != "*" && !(o.starts_with("http://") || o.starts_with("https://"))
+                || axum::http::HeaderValue::from_str(o).is_err()
+        }) {
+            return Err(ConfigError::Invalid(
+                "cors_origins must be \"*\" or origins like \"https://ui.example.com\"",
+            ));
         }
         if self.tokens.iter().any(|t| t.token.expose().is_empty()) {
             return Err(ConfigError::Invalid("tokens.token must not be empty"));
@@ -303,6 +316,8 @@ mod tests {
         assert!(Config::from_toml("nonsense = 1").is_err());
         assert!(Config::from_toml("[[tokens]]\ntoken = \"\"\naccounts = \"all\"").is_err());
         assert!(Config::from_toml("[[tokens]]\ntoken = \"x\"\naccounts = \"some\"").is_err());
+        assert!(Config::from_toml("cors_origins = [\"ui.example.com\"]").is_err());
+        assert!(Config::from_toml("cors_origins = [\"https://ui.example.com\"]").is_ok());
         assert!("20000-29999".parse::<PortRange>().is_ok());
         assert!("20000".parse::<PortRange>().is_err());
     }

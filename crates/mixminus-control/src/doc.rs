@@ -1,14 +1,15 @@
 //! The Kazoo conference document, parsed into typed values.
 //!
-//! Accepted exactly as Kazoo's `conferences` schema accepts it (the tests check that against
-//! the schema itself): known keys are typed and checked, unknown keys are kept as given
-//! (Kazoo stores them too, e.g. `ui_metadata`), and keys starting with `_` or `pvt_` are
-//! dropped (Kazoo's private and read-only fields, like the `_read_only` a client may send
-//! back). Defaults are Kazoo's: `member.join_muted` **true**, `moderator.join_muted` false,
-//! `join_deaf` false, `play_name` false; tones on when unset.
+//! Kazoo's own `conferences` schema checks the document at runtime ([`crate::schema`], with
+//! crossbar's `fix_js_types`); this module then reads the typed values. Unknown keys are
+//! kept as given (Kazoo stores them too, e.g. `ui_metadata`), and keys starting with `_`
+//! or `pvt_` are dropped (Kazoo's private and read-only fields, like the `_read_only` a
+//! client may send back). Defaults are Kazoo's: `member.join_muted` **true**,
+//! `moderator.join_muted` false, `join_deaf` false, `play_name` false; tones on when unset.
 //!
 //! mixminus reads these keys of `profile` (FreeSWITCH conference profile parameters, as
-//! Kazoo names them) and ignores, but keeps, any other:
+//! Kazoo names them; the `mixminus.profile` schema checks them) and ignores, but keeps,
+//! any other:
 //!
 //! | key | type | range | default | drives |
 //! |---|---|---|---|---|
@@ -34,13 +35,14 @@
 //! 0..=16000 (0 = no limit beyond the engine's); the profile keys above are checked.
 //!
 //! `play_entry_tone` / `play_exit_tone` may be a boolean or a string (Kazoo: a tone or media
-//! name); any string plays mixminus's generated tone.
+//! name); any string plays mixminus's generated tone. A running conference takes a changed
+//! document live where it can ([`crate::registry::ConferenceEntry::replace_doc`]).
 
 use mixminus_core::{ConferenceConfig, FrameDuration, JoinFlags, SampleRate, MAX_PARTICIPANTS};
 use serde_json::{Map, Value};
 
-use crate::fields::{int_in, wrong_type, Obj};
-use crate::ApiError;
+use crate::fields::wrong_type;
+use crate::{schema, ApiError};
 
 /// A parsed conference document.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,87 +131,34 @@ pub struct Profile {
     pub opus_loss_percent: Option<u8>,
 }
 
-/// Keys of Kazoo's schema that mixminus does not use, with their type, so a wrong type is
-/// refused as Kazoo refuses it.
-const OTHER_KEYS: &[(&str, &str)] = &[
-    ("bridge_password", "string"),
-    ("bridge_username", "string"),
-    ("caller_controls", "string"),
-    ("controls", "object"),
-    ("domain", "string"),
-    ("flags", "array"),
-    ("focus", "string"),
-    ("language", "string"),
-    ("max_members_media", "string"),
-    ("moderator_controls", "string"),
-    ("play_welcome", "boolean"),
-    ("profile_name", "string"),
-    ("require_moderator", "boolean"),
-    ("wait_for_moderator", "boolean"),
-];
-
 /// Largest `max-active-speakers`.
 pub const MAX_ACTIVE_SPEAKERS: u32 = 64;
 
 impl ConferenceDoc {
-    /// Parses a document (the request's `data`).
+    /// Parses a document (the request's `data`): Kazoo's `conferences` schema checks it
+    /// (see [`crate::schema`]; JavaScript-style strings such as `"true"` or `"5"` are
+    /// converted as Kazoo's `fix_js_types` converts them), then the typed values are read.
     pub fn parse(value: &Value) -> Result<Self, ApiError> {
-        let obj = Obj::new(value, "")?;
-        for (key, want) in OTHER_KEYS {
-            if let Some(v) = obj.get(key) {
-                if crate::fields::type_name(v) != *want && !(*want == "number" && v.is_number()) {
-                    return Err(wrong_type(key, want, v));
-                }
-            }
-        }
-        if let Some(flags) = obj.array("flags")? {
-            for (i, flag) in flags.iter().enumerate() {
-                if !flag.is_string() {
-                    return Err(wrong_type(&format!("flags.{i}"), "string", flag));
-                }
-            }
-        }
-        let id = match obj.get("id") {
-            None => None,
-            Some(Value::String(s)) if valid_id(s) => Some(s.clone()),
-            Some(other) => {
-                return Err(ApiError::invalid_value(
-                    "id",
-                    "pattern",
-                    "Value did not match pattern ^[A-Za-z0-9_-]{1,64}$",
-                    other,
-                ))
-            }
-        };
-        let name = obj.str_len("name", 1, 128)?.map(str::to_owned);
-        obj.str_len("owner_id", 32, 32)?;
-        obj.digit_strings("conference_numbers", true)?;
-        let member = JoinRules::parse(&obj, "member", true)?;
-        let moderator = JoinRules::parse(&obj, "moderator", false)?;
-        let play_entry_tone = tone(&obj, "play_entry_tone")?;
-        let play_exit_tone = tone(&obj, "play_exit_tone")?;
-        let play_name = obj.bool("play_name")?.unwrap_or(false);
-        let max_participants =
-            obj.int("max_participants", 0, MAX_PARTICIPANTS as i64)?.map(|n| n as u32);
-        let profile = match obj.get("profile") {
-            None => Profile::default(),
-            Some(v) => Profile::parse(v)?,
-        };
-        let raw = obj
-            .map
+        let mut value = value.clone();
+        schema::validate(schema::Body::Conference, &mut value)?;
+        // The schema guarantees an object and the types of every key read below.
+        let Value::Object(map) = value else { return Err(wrong_type("data", "object", &value)) };
+        let rules = |key: &str, muted_default: bool| JoinRules::read(map.get(key), muted_default);
+        let profile = map.get("profile").map(Profile::read).unwrap_or_default();
+        let raw = map
             .iter()
             .filter(|(k, _)| !k.starts_with('_') && !k.starts_with("pvt_") && *k != "id")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Ok(Self {
-            id,
-            name,
-            member,
-            moderator,
-            play_entry_tone,
-            play_exit_tone,
-            play_name,
-            max_participants,
+            id: map.get("id").and_then(Value::as_str).map(str::to_owned),
+            name: map.get("name").and_then(Value::as_str).map(str::to_owned),
+            member: rules("member", true),
+            moderator: rules("moderator", false),
+            play_entry_tone: tone(map.get("play_entry_tone")),
+            play_exit_tone: tone(map.get("play_exit_tone")),
+            play_name: map.get("play_name").and_then(Value::as_bool).unwrap_or(false),
+            max_participants: map.get("max_participants").and_then(as_u32),
             profile,
             raw,
         })
@@ -257,31 +206,6 @@ impl ConferenceDoc {
             .map(|n| n as usize)
     }
 
-    /// The first setting that differs from `running` and cannot change while a conference
-    /// runs (the media format, talk detection, tones): its field name.
-    pub fn immutable_change(&self, running: &ConferenceDoc) -> Option<&'static str> {
-        let (a, b) = (&self.profile, &running.profile);
-        if a.rate != b.rate {
-            return Some("profile.rate");
-        }
-        if a.interval != b.interval {
-            return Some("profile.interval");
-        }
-        if a.energy_level != b.energy_level {
-            return Some("profile.energy-level");
-        }
-        if a.max_active_speakers != b.max_active_speakers {
-            return Some("profile.max-active-speakers");
-        }
-        if self.play_entry_tone.plays() != running.play_entry_tone.plays() {
-            return Some("play_entry_tone");
-        }
-        if self.play_exit_tone.plays() != running.play_exit_tone.plays() {
-            return Some("play_exit_tone");
-        }
-        None
-    }
-
     /// The document as Kazoo shows it: as given, with Kazoo's defaults filled in, and `id`.
     pub fn to_json(&self, id: &str) -> Value {
         let mut map = self.raw.clone();
@@ -304,25 +228,21 @@ impl ConferenceDoc {
 }
 
 impl JoinRules {
-    fn parse(parent: &Obj<'_>, key: &'static str, muted_default: bool) -> Result<Self, ApiError> {
-        let Some(value) = parent.get(key) else {
-            return Ok(Self {
-                join_muted: muted_default,
-                join_deaf: false,
-                numbers: Vec::new(),
-                pins: Vec::new(),
-            });
+    /// The rules in a validated `member` / `moderator` object (or Kazoo's defaults).
+    fn read(value: Option<&Value>, muted_default: bool) -> Self {
+        let get = |key: &str| value.and_then(|v| v.get(key));
+        let strings = |key: &str| -> Vec<String> {
+            get(key)
+                .and_then(Value::as_array)
+                .map(|items| items.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default()
         };
-        let obj = Obj::new(value, key)?;
-        if key == "member" {
-            obj.bool("play_entry_prompt")?;
+        Self {
+            join_muted: get("join_muted").and_then(Value::as_bool).unwrap_or(muted_default),
+            join_deaf: get("join_deaf").and_then(Value::as_bool).unwrap_or(false),
+            numbers: strings("numbers"),
+            pins: strings("pins"),
         }
-        Ok(Self {
-            join_muted: obj.bool("join_muted")?.unwrap_or(muted_default),
-            join_deaf: obj.bool("join_deaf")?.unwrap_or(false),
-            numbers: obj.digit_strings("numbers", true)?,
-            pins: obj.digit_strings("pins", false)?,
-        })
     }
 }
 
@@ -345,50 +265,35 @@ impl Default for Profile {
 }
 
 impl Profile {
-    /// Parses a `profile` object.
-    pub fn parse(value: &Value) -> Result<Self, ApiError> {
-        let obj = Obj::new(value, "profile")?;
-        let mut profile = Profile::default();
-        if let Some(v) = obj.get("rate") {
-            let hz = int_in(v, "profile.rate", 8_000, 48_000)?;
-            profile.rate = SampleRate::from_hz(hz as u32).map_err(|_| {
-                ApiError::invalid_value(
-                    "profile.rate",
-                    "enum",
-                    "Value not found in enumerated list of values: 8000, 16000, 24000, 48000",
-                    v,
-                )
-            })?;
+    /// The keys mixminus reads from a validated `profile` object (the `mixminus.profile`
+    /// schema has checked their types and ranges).
+    fn read(value: &Value) -> Self {
+        let int = |key: &str| value.get(key).and_then(as_u32);
+        let defaults = Profile::default();
+        Profile {
+            rate: int("rate").and_then(|hz| SampleRate::from_hz(hz).ok()).unwrap_or(defaults.rate),
+            interval: int("interval")
+                .and_then(|ms| FrameDuration::from_millis(ms).ok())
+                .unwrap_or(defaults.interval),
+            energy_level: int("energy-level"),
+            max_members: int("max-members"),
+            comfort_noise: match value.get("comfort-noise") {
+                Some(Value::Bool(true)) => Some(1_400),
+                Some(v) => as_u32(v),
+                None => None,
+            },
+            max_active_speakers: int("max-active-speakers").unwrap_or(0),
+            opus_bitrate: int("opus-bitrate"),
+            opus_complexity: int("opus-complexity").map(|n| n as u8),
+            opus_fec: value.get("opus-fec").and_then(Value::as_bool),
+            opus_dtx: value.get("opus-dtx").and_then(Value::as_bool),
+            opus_loss_percent: int("opus-loss-percent").map(|n| n as u8),
         }
-        if let Some(v) = obj.get("interval") {
-            let ms = int_in(v, "profile.interval", 10, 60)?;
-            profile.interval = FrameDuration::from_millis(ms as u32).map_err(|_| {
-                ApiError::invalid_value(
-                    "profile.interval",
-                    "enum",
-                    "Value not found in enumerated list of values: 10, 20, 40, 60",
-                    v,
-                )
-            })?;
-        }
-        profile.energy_level = obj.int("energy-level", 0, 32_768)?.map(|n| n as u32);
-        profile.max_members = obj.int("max-members", 0, MAX_PARTICIPANTS as i64)?.map(|n| n as u32);
-        profile.comfort_noise = match obj.get("comfort-noise") {
-            None | Some(Value::Bool(false)) => None,
-            Some(Value::Bool(true)) => Some(1_400),
-            Some(v) => Some(int_in(v, "profile.comfort-noise", 0, 10_000)? as u32),
-        };
-        profile.max_active_speakers =
-            obj.int("max-active-speakers", 0, MAX_ACTIVE_SPEAKERS as i64)?.unwrap_or(0) as u32;
-        profile.opus_bitrate = obj.int("opus-bitrate", 6_000, 510_000)?.map(|n| n as u32);
-        profile.opus_complexity = obj.int("opus-complexity", 0, 10)?.map(|n| n as u8);
-        profile.opus_fec = obj.bool("opus-fec")?;
-        profile.opus_dtx = obj.bool("opus-dtx")?;
-        profile.opus_loss_percent = obj.int("opus-loss-percent", 0, 100)?.map(|n| n as u8);
-        obj.str("enter-sound")?;
-        obj.str("exit-sound")?;
-        Ok(profile)
     }
+}
+
+fn as_u32(v: &Value) -> Option<u32> {
+    v.as_u64().and_then(|n| u32::try_from(n).ok())
 }
 
 /// Whether `s` is a usable conference id: 1..=64 of `[A-Za-z0-9_-]`.
@@ -397,12 +302,11 @@ pub fn valid_id(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn tone(obj: &Obj<'_>, key: &str) -> Result<Tone, ApiError> {
-    match obj.get(key) {
-        None | Some(Value::Bool(true)) => Ok(Tone::On),
-        Some(Value::Bool(false)) => Ok(Tone::Off),
-        Some(Value::String(s)) => Ok(Tone::Named(s.clone())),
-        Some(other) => Err(wrong_type(key, "boolean, string", other)),
+fn tone(value: Option<&Value>) -> Tone {
+    match value {
+        Some(Value::Bool(false)) => Tone::Off,
+        Some(Value::String(s)) => Tone::Named(s.clone()),
+        _ => Tone::On,
     }
 }
 

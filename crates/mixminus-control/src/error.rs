@@ -52,16 +52,29 @@ pub enum ApiError {
         /// Its id or path.
         id: String,
     },
+    /// The request names no action the route knows, or none at all (404, Kazoo's
+    /// `faulty_request`).
+    #[error("faulty request")]
+    FaultyRequest,
+    /// An action or module Kazoo has and mixminus does not run (501, Kazoo's
+    /// `not_implemented`).
+    #[error("{field}: {what} is not implemented")]
+    NotImplemented {
+        /// The field that named it (`action`, `module`).
+        field: String,
+        /// What was asked for.
+        what: String,
+    },
     /// The route exists but not with this method (405).
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// The request conflicts with the conference's state (409): locked, full, id taken,
-    /// immutable setting.
+    /// The request conflicts with the conference's state (409): locked, full, id or call
+    /// already taken.
     #[error("{field}: {message}")]
     Conflict {
         /// The field or state in the way.
         field: String,
-        /// The rule: `locked`, `max_participants`, `unique`, `immutable`.
+        /// The rule: `locked`, `max_participants`, `unique`, `max_conferences`.
         rule: &'static str,
         /// What is wrong, for people.
         message: String,
@@ -113,6 +126,8 @@ impl ApiError {
             ApiError::InvalidData { .. } | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::BadIdentifier { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::FaultyRequest => StatusCode::NOT_FOUND,
+            ApiError::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -129,6 +144,8 @@ impl ApiError {
             ApiError::MalformedJson(_) => "invalid request body",
             ApiError::BadIdentifier { .. } | ApiError::NotFound { .. } => "bad identifier",
             ApiError::MethodNotAllowed => "method not allowed",
+            ApiError::FaultyRequest => "faulty request",
+            ApiError::NotImplemented { .. } => "not implemented",
             ApiError::Conflict { .. } => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload too large",
             ApiError::Unavailable(_) => "service unavailable",
@@ -180,7 +197,15 @@ impl ApiError {
                 "maxLength",
                 json!({ "message": format!("request body larger than {limit} bytes"), "target": limit }),
             ),
-            ApiError::Unauthorized | ApiError::Forbidden | ApiError::MethodNotAllowed => {
+            ApiError::NotImplemented { field, what } => field_rule(
+                field,
+                "not_implemented",
+                json!({ "message": format!("{what} is not implemented by mixminus"), "value": what }),
+            ),
+            ApiError::Unauthorized
+            | ApiError::Forbidden
+            | ApiError::MethodNotAllowed
+            | ApiError::FaultyRequest => {
                 json!({ "message": self.to_string() })
             }
             ApiError::Unavailable(message) | ApiError::Internal(message) => {

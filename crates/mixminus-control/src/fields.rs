@@ -65,14 +65,6 @@ impl<'a> Obj<'a> {
         })
     }
 
-    pub(crate) fn bool(&self, key: &str) -> Result<Option<bool>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(wrong_type(&self.field(key), "boolean", other)),
-        }
-    }
-
     pub(crate) fn str(&self, key: &str) -> Result<Option<&'a str>, ApiError> {
         match self.get(key) {
             None => Ok(None),
@@ -126,37 +118,6 @@ impl<'a> Obj<'a> {
         }
     }
 
-    /// An array of strings of digits (Kazoo's numbers and pins).
-    pub(crate) fn digit_strings(&self, key: &str, unique: bool) -> Result<Vec<String>, ApiError> {
-        let Some(items) = self.array(key)? else { return Ok(Vec::new()) };
-        let field = self.field(key);
-        let mut out: Vec<String> = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let item_field = format!("{field}.{i}");
-            let Value::String(s) = item else {
-                return Err(wrong_type(&item_field, "string", item));
-            };
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(ApiError::invalid_value(
-                    item_field,
-                    "pattern",
-                    "Value did not match pattern ^[0-9]+$",
-                    item,
-                ));
-            }
-            if unique && out.contains(s) {
-                return Err(ApiError::invalid_value(
-                    field,
-                    "uniqueItems",
-                    "The items in this array must be unique",
-                    item,
-                ));
-            }
-            out.push(s.clone());
-        }
-        Ok(out)
-    }
-
     /// Refuses any key not in `allowed` (our own bodies are closed; Kazoo's are open).
     pub(crate) fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
         match self.map.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -171,7 +132,13 @@ impl<'a> Obj<'a> {
 }
 
 /// `v` as an integer in `min..=max`, or an error naming `field`.
+/// A string of digits counts, as Kazoo's `fix_js_types` converts it.
 pub(crate) fn int_in(v: &Value, field: &str, min: i64, max: i64) -> Result<i64, ApiError> {
+    if let Some(fixed) =
+        v.as_str().and_then(|s| crate::schema::js_convert(s, jsonschema::JsonType::Integer))
+    {
+        return int_in(&fixed, field, min, max);
+    }
     let Some(n) = v.as_i64() else {
         return Err(match v.as_u64() {
             Some(_) => {

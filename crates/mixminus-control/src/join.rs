@@ -11,6 +11,7 @@
 //! or `"sdp": "<offer>"` instead of `rtp`. `participant_flags` takes Kazoo's dial flags;
 //! `mute`, `deaf`, `is_moderator` and `ghost` act, the others (`distribute_dtmf`,
 //! `disable_moh`, `join_existing`, `video_mute`) are accepted and have no effect on audio.
+//! `custom_channel_vars` (an object) is echoed in the participant object and its events.
 //! Without `remote_ip`/`remote_port` the mix goes back to wherever the participant's RTP
 //! comes from (symmetric RTP). Codec rates: Opus 48000; PCMU/PCMA 8000; L16 8000, 16000,
 //! 24000 or 48000. `ptime` 10, 20, 40 or 60 ms. `call_id` defaults to a fresh UUID.
@@ -52,6 +53,9 @@ pub struct JoinBody {
     pub moderator: bool,
     /// `ghost` flag.
     pub ghost: bool,
+    /// Kazoo's `custom_channel_vars`: an object of the caller's own, echoed back in the
+    /// participant object and in its events.
+    pub custom_channel_vars: Option<serde_json::Map<String, Value>>,
     /// The media leg.
     pub media: Media,
 }
@@ -122,6 +126,7 @@ impl JoinBody {
             "call_id",
             "caller_id_name",
             "caller_id_number",
+            "custom_channel_vars",
             "participant_flags",
             "rtp",
             "sdp",
@@ -137,6 +142,11 @@ impl JoinBody {
             deaf: false,
             moderator: false,
             ghost: false,
+            custom_channel_vars: match obj.get("custom_channel_vars") {
+                None => None,
+                Some(Value::Object(vars)) => Some(vars.clone()),
+                Some(other) => return Err(wrong_type("custom_channel_vars", "object", other)),
+            },
             media: Media::Sdp(String::new()),
         };
         for (i, flag) in obj.array("participant_flags")?.into_iter().flatten().enumerate() {

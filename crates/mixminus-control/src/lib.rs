@@ -9,7 +9,8 @@
 //!
 //! - [`api`]: the routes ([`Api`] builds the axum router);
 //! - [`registry`]: the running conferences and their participants' call metadata;
-//! - [`doc`], [`relate`], [`join`]: request bodies parsed into typed values, strictly;
+//! - [`schema`]: Kazoo's JSON schemas, run on request bodies (with `fix_js_types`);
+//! - [`doc`], [`relate`], [`join`]: request bodies parsed into typed values;
 //! - [`envelope`], [`error`]: Kazoo's response and error envelopes;
 //! - [`auth`]: tokens; [`config`]: the server's TOML configuration.
 //!
@@ -43,10 +44,14 @@ pub mod config;
 pub mod doc;
 pub mod envelope;
 pub mod error;
+pub mod events;
 mod fields;
 pub mod join;
+pub mod listing;
 pub mod registry;
 pub mod relate;
+pub mod request;
+pub mod schema;
 
 pub use api::Api;
 pub use auth::Auth;

@@ -15,7 +15,7 @@ use mixminus_core::ParticipantId;
 use mixminus_rtp::{
     Bridge, CodecKind, CodecParams, ConferenceHandle, ConferenceSettings, LegSnapshot, Snapshot,
 };
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::doc::ConferenceDoc;
 use crate::envelope::gregorian_seconds;
@@ -41,12 +41,21 @@ pub struct ConferenceEntry {
     id: String,
     account_id: String,
     doc: RwLock<ConferenceDoc>,
+    /// The document the runtime was started with: what cannot change live comes from it.
+    started: ConferenceDoc,
     revision: AtomicU64,
     locked: AtomicBool,
     created_at: SystemTime,
     members: Mutex<HashMap<ParticipantId, ParticipantMeta>>,
+    /// Calls whose join is under way (see [`ConferenceEntry::claim_call`]).
+    joining: Mutex<std::collections::HashSet<String>>,
+    /// The last participants to leave, as their events describe them (bounded).
+    departed: Mutex<std::collections::VecDeque<(ParticipantId, Value)>>,
     handle: ConferenceHandle,
 }
+
+/// How many departed participants' descriptions are kept for their `del-member` events.
+const DEPARTED_KEPT: usize = 64;
 
 /// What the control plane knows about a participant beyond the mixer: its call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +69,11 @@ pub struct ParticipantMeta {
     pub caller_id_number: Option<String>,
     /// When it joined.
     pub joined_at: SystemTime,
+    /// Kazoo's `custom_channel_vars`, as the join gave them.
+    pub custom_channel_vars: Option<Map<String, Value>>,
+    /// Whether its energy threshold was set on it (the `energy` action), so a change of
+    /// the conference's `energy-level` leaves it alone.
+    pub energy_override: bool,
 }
 
 impl ParticipantMeta {
@@ -69,7 +83,20 @@ impl ParticipantMeta {
         caller_id_name: Option<String>,
         caller_id_number: Option<String>,
     ) -> Self {
-        Self { call_id, caller_id_name, caller_id_number, joined_at: SystemTime::now() }
+        Self {
+            call_id,
+            caller_id_name,
+            caller_id_number,
+            joined_at: SystemTime::now(),
+            custom_channel_vars: None,
+            energy_override: false,
+        }
+    }
+
+    /// With Kazoo's `custom_channel_vars`.
+    pub fn with_custom_channel_vars(mut self, vars: Option<Map<String, Value>>) -> Self {
+        self.custom_channel_vars = vars;
+        self
     }
 }
 
@@ -110,11 +137,14 @@ impl Registry {
                 let entry = Arc::new(ConferenceEntry {
                     id,
                     account_id: account.to_owned(),
+                    started: doc.clone(),
                     doc: RwLock::new(doc),
                     revision: AtomicU64::new(1),
                     locked: AtomicBool::new(false),
                     created_at: SystemTime::now(),
                     members: Mutex::new(HashMap::new()),
+                    joining: Mutex::new(std::collections::HashSet::new()),
+                    departed: Mutex::new(std::collections::VecDeque::new()),
                     handle,
                 });
                 slot.insert(entry.clone());
@@ -212,19 +242,96 @@ impl ConferenceEntry {
         self.doc.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replaces the document, unless it changes what a running conference cannot change.
-    pub fn replace_doc(&self, new: ConferenceDoc) -> Result<(), ApiError> {
-        let mut doc = self.doc.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(field) = new.immutable_change(&doc) {
-            return Err(ApiError::Conflict {
-                field: field.into(),
-                rule: "immutable",
-                message: "cannot change while the conference runs; create a new conference".into(),
-            });
+    /// Replaces the document and applies it live, as far as a running conference can
+    /// change: join flags and limits hold for the next join; a new `energy-level` is set
+    /// on every participant that has no threshold of its own, and given to later joiners.
+    /// What the runtime cannot change while it runs (`profile.rate`, `profile.interval`,
+    /// `profile.max-active-speakers`, turning the entry or exit tone on or off) is kept
+    /// in the document and reported in `_read_only.pending` (see [`Self::pending`]); it
+    /// takes effect in a conference created from the document. Never refused for a
+    /// valid document (Kazoo never refuses one).
+    pub async fn replace_doc(&self, new: ConferenceDoc) -> Result<(), ApiError> {
+        let old_energy = self.energy_level();
+        {
+            let mut doc = self.doc.write().unwrap_or_else(|p| p.into_inner());
+            *doc = new;
         }
-        *doc = new;
         self.revision.fetch_add(1, Ordering::Relaxed);
+        let energy = self.energy_level();
+        if energy != old_energy {
+            let snapshot = self.handle.snapshot();
+            for leg in &snapshot.participants {
+                let own = self.member(leg.info.id).is_some_and(|m| m.energy_override);
+                if own {
+                    continue;
+                }
+                match self.handle.set_energy_threshold(leg.info.id, Some(energy)).await {
+                    // It left meanwhile: nothing to update.
+                    Ok(())
+                    | Err(mixminus_rtp::RuntimeError::Core(
+                        mixminus_core::Error::UnknownParticipant(_),
+                    )) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The document's talk threshold (its `energy-level`, else the engine's default).
+    pub fn energy_level(&self) -> u32 {
+        let doc = self.doc.read().unwrap_or_else(|p| p.into_inner());
+        doc.profile.energy_level.unwrap_or_else(|| doc.core_config().talk.energy_threshold)
+    }
+
+    /// The threshold a participant without one of its own gets: `None` while the document
+    /// still asks for the level the runtime started with.
+    pub fn conference_energy(&self) -> Option<u32> {
+        let started = self
+            .started
+            .profile
+            .energy_level
+            .unwrap_or(self.started.core_config().talk.energy_threshold);
+        let now = self.energy_level();
+        (now != started).then_some(now)
+    }
+
+    /// Notes whether a participant's threshold is its own (the `energy` action).
+    pub fn set_energy_override(&self, id: ParticipantId, own: bool) {
+        if let Some(meta) = self.members.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+            meta.energy_override = own;
+        }
+    }
+
+    /// The settings the document asks for that the running conference does not have (they
+    /// cannot change while it runs), as `{"profile.rate": {"requested": …, "running": …}}`.
+    pub fn pending(&self) -> Map<String, Value> {
+        let doc = self.doc();
+        let (now, then) = (&doc.profile, &self.started.profile);
+        let mut pending = Map::new();
+        let mut note = |field: &str, requested: Value, running: Value| {
+            if requested != running {
+                pending.insert(field.into(), json!({"requested": requested, "running": running}));
+            }
+        };
+        note("profile.rate", now.rate.hz().into(), then.rate.hz().into());
+        note("profile.interval", now.interval.millis().into(), then.interval.millis().into());
+        note(
+            "profile.max-active-speakers",
+            now.max_active_speakers.into(),
+            then.max_active_speakers.into(),
+        );
+        note(
+            "play_entry_tone",
+            doc.play_entry_tone.plays().into(),
+            self.started.play_entry_tone.plays().into(),
+        );
+        note(
+            "play_exit_tone",
+            doc.play_exit_tone.plays().into(),
+            self.started.play_exit_tone.plays().into(),
+        );
+        pending
     }
 
     /// Kazoo-style revision: `"<n>-<id>"`, bumped by every document or lock change.
@@ -251,9 +358,41 @@ impl ConferenceEntry {
         self.members.lock().unwrap_or_else(|p| p.into_inner()).insert(id, meta);
     }
 
-    /// Forgets a participant's metadata.
+    /// Forgets a participant's metadata (its description stays for its `del-member`).
     pub fn remove_member(&self, id: ParticipantId) {
-        self.members.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let meta = self.members.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if let Some(meta) = meta {
+            self.remember_departed(id, &meta);
+        }
+    }
+
+    fn remember_departed(&self, id: ParticipantId, meta: &ParticipantMeta) {
+        let mut departed = self.departed.lock().unwrap_or_else(|p| p.into_inner());
+        if departed.len() >= DEPARTED_KEPT {
+            departed.pop_front();
+        }
+        departed.push_back((id, meta_json(id, meta, &self.id)));
+    }
+
+    /// A participant as its events describe it: the participant object while it is in
+    /// the conference, else what is known of its call.
+    pub fn event_participant(&self, id: ParticipantId, node: &str) -> Value {
+        let snapshot = self.handle.snapshot();
+        if let Some(leg) = snapshot.participants.iter().find(|l| l.info.id == id) {
+            let mut object = self.participant_json(leg, &snapshot, node);
+            if let Value::Object(map) = &mut object {
+                map.remove("rtp");
+            }
+            return object;
+        }
+        if let Some(meta) = self.member(id) {
+            return meta_json(id, &meta, &self.id);
+        }
+        let departed = self.departed.lock().unwrap_or_else(|p| p.into_inner());
+        departed.iter().rev().find(|(d, _)| *d == id).map_or_else(
+            || json!({"conference_name": self.id, "conference_uuid": self.id}),
+            |(_, v)| v.clone(),
+        )
     }
 
     /// Participants whose metadata is held.
@@ -267,8 +406,13 @@ impl ConferenceEntry {
     /// while one above may have joined after it was published and is kept.
     pub fn prune_members(&self, snapshot: &Snapshot, newest: ParticipantId) {
         let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        members
-            .retain(|&id, _| id >= newest || snapshot.participants.iter().any(|l| l.info.id == id));
+        members.retain(|&id, meta| {
+            let keep = id >= newest || snapshot.participants.iter().any(|l| l.info.id == id);
+            if !keep {
+                self.remember_departed(id, meta);
+            }
+            keep
+        });
     }
 
     /// A participant's metadata.
@@ -276,10 +420,27 @@ impl ConferenceEntry {
         self.members.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
     }
 
-    /// The participant whose call is `call_id`.
+    /// Claims `call_id` for a join: `None` when the call is in the conference or another
+    /// join of it is under way. The claim ends when the returned guard drops (after the
+    /// join recorded the call, or failed).
+    pub fn claim_call(&self, call_id: &str) -> Option<CallClaim<'_>> {
+        let mut joining = self.joining.lock().unwrap_or_else(|p| p.into_inner());
+        if joining.contains(call_id) || self.participant_by_call(call_id).is_some() {
+            return None;
+        }
+        joining.insert(call_id.to_owned());
+        Some(CallClaim { entry: self, call_id: call_id.to_owned() })
+    }
+
+    /// The participant whose call is `call_id` (one still in the conference).
     pub fn participant_by_call(&self, call_id: &str) -> Option<ParticipantId> {
+        let snapshot = self.handle.snapshot();
         let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        members.iter().find(|(_, m)| m.call_id == call_id).map(|(id, _)| *id)
+        members
+            .iter()
+            .filter(|(id, _)| snapshot.participants.iter().any(|l| l.info.id == **id))
+            .find(|(_, m)| m.call_id == call_id)
+            .map(|(id, _)| *id)
     }
 
     /// Participants counted against the limit (ghosts are not).
@@ -292,10 +453,11 @@ impl ConferenceEntry {
         self.created_at.elapsed().map_or(0, |d| d.as_secs())
     }
 
-    /// Kazoo's participant object for one leg.
+    /// Kazoo's participant object for one leg (the fields of Kazoo's example, plus
+    /// mixminus's `rtp` and `conference_channel_vars.current_energy`). Caller id fields
+    /// and `custom_channel_vars` appear only when the join gave them.
     pub fn participant_json(&self, leg: &LegSnapshot, snapshot: &Snapshot, node: &str) -> Value {
         let meta = self.member(leg.info.id);
-        let doc_threshold = self.doc().profile.energy_level.unwrap_or(100);
         let joined_at = meta.as_ref().map_or(leg.joined_at, |m| m.joined_at);
         let info = &leg.info;
         let mut rtp = json!({
@@ -310,18 +472,15 @@ impl ConferenceEntry {
             map.insert("remote_ip".into(), remote.ip().to_string().into());
             map.insert("remote_port".into(), remote.port().into());
         }
-        json!({
+        let mut object = json!({
             "participant_id": info.id.get(),
-            "call_id": meta.as_ref().map(|m| m.call_id.clone()),
-            "caller_id_name": meta.as_ref().and_then(|m| m.caller_id_name.clone()),
-            "caller_id_number": meta.as_ref().and_then(|m| m.caller_id_number.clone()),
-            "conference_name": self.doc().name.unwrap_or_else(|| self.id.clone()),
+            "conference_name": self.id,
             "conference_uuid": self.id,
             "switch_hostname": node,
             "join_time": gregorian_seconds(joined_at),
             "duration": joined_at.elapsed().unwrap_or(Duration::ZERO).as_secs(),
             "conference_channel_vars": {
-                "energy_level": info.energy_threshold.unwrap_or(doc_threshold),
+                "energy_level": info.energy_threshold.unwrap_or_else(|| self.energy_level()),
                 "current_energy": info.energy,
                 "floor": snapshot.floor == Some(info.id),
                 "hear": info.can_hear,
@@ -336,7 +495,20 @@ impl ConferenceEntry {
                 "video": false,
             },
             "rtp": rtp,
-        })
+        });
+        if let (Value::Object(map), Some(meta)) = (&mut object, meta) {
+            map.insert("call_id".into(), meta.call_id.into());
+            if let Some(name) = meta.caller_id_name {
+                map.insert("caller_id_name".into(), name.into());
+            }
+            if let Some(number) = meta.caller_id_number {
+                map.insert("caller_id_number".into(), number.into());
+            }
+            if let Some(vars) = meta.custom_channel_vars {
+                map.insert("custom_channel_vars".into(), Value::Object(vars));
+            }
+        }
+        object
     }
 
     /// Every participant's object.
@@ -345,37 +517,48 @@ impl ConferenceEntry {
         snapshot.participants.iter().map(|leg| self.participant_json(leg, snapshot, node)).collect()
     }
 
-    /// Kazoo's `_read_only` block.
+    /// Kazoo's `_read_only` block, plus `pending` when the document asks for settings the
+    /// running conference cannot take live.
     pub fn read_only(&self, snapshot: &Snapshot, node: &str) -> Value {
+        let mut block = self.realtime(snapshot);
+        if let Value::Object(map) = &mut block {
+            map.insert("participants".into(), self.participants_json(snapshot, node).into());
+            let pending = self.pending();
+            if !pending.is_empty() {
+                map.insert("pending".into(), Value::Object(pending));
+            }
+        }
+        block
+    }
+
+    /// Kazoo's realtime counters: `members`, `moderators`, `duration`, `is_locked`.
+    fn realtime(&self, snapshot: &Snapshot) -> Value {
         let moderators =
             snapshot.participants.iter().filter(|l| l.info.moderator && !l.info.ghost).count();
-        let members = self.counted(snapshot) - moderators;
         json!({
             "duration": self.duration(),
             "is_locked": self.is_locked(),
-            "members": members,
+            "members": self.counted(snapshot) - moderators,
             "moderators": moderators,
-            "participants": self.participants_json(snapshot, node),
         })
     }
 
-    /// The list entry (Kazoo's list shape).
+    /// The list entry: Kazoo's `crossbar_listing` view (`id`, `name`, `owner_id`,
+    /// `member`, `moderator`, `conference_numbers`, `flags`, and `ui_flags` when set) with
+    /// the realtime counters under `_read_only`, as `cb_conferences:add_realtime` has it.
     pub fn summary(&self, snapshot: &Snapshot) -> Value {
-        let doc = self.doc();
-        let full = doc.to_json(&self.id);
-        let moderators =
-            snapshot.participants.iter().filter(|l| l.info.moderator && !l.info.ghost).count();
-        json!({
-            "id": self.id,
-            "name": doc.name,
-            "owner_id": full.get("owner_id").cloned().unwrap_or(Value::Null),
-            "member": full["member"],
-            "moderator": full["moderator"],
-            "members": self.counted(snapshot) - moderators,
-            "admins": moderators,
-            "duration": self.duration(),
-            "is_locked": self.is_locked(),
-        })
+        let full = self.doc().to_json(&self.id);
+        let mut item = Map::new();
+        for key in
+            ["id", "name", "owner_id", "member", "moderator", "ui_flags", "conference_numbers"]
+        {
+            if let Some(v) = full.get(key) {
+                item.insert(key.into(), v.clone());
+            }
+        }
+        item.insert("flags".into(), full.get("flags").cloned().unwrap_or_else(|| json!([])));
+        item.insert("_read_only".into(), self.realtime(snapshot));
+        Value::Object(item)
     }
 
     /// The document with `_read_only`.
@@ -393,10 +576,67 @@ impl ConferenceEntry {
     fn prune(&self, snapshot: &Snapshot) {
         let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
         members.retain(|id, meta| {
-            snapshot.participants.iter().any(|l| l.info.id == *id)
-                || meta.joined_at.elapsed().unwrap_or(Duration::ZERO) < Duration::from_secs(5)
+            let keep = snapshot.participants.iter().any(|l| l.info.id == *id)
+                || meta.joined_at.elapsed().unwrap_or(Duration::ZERO) < Duration::from_secs(5);
+            if !keep {
+                self.remember_departed(*id, meta);
+            }
+            keep
         });
     }
+}
+
+/// What `GET …/conferences/{id}` shows for a conference that is not running: Kazoo's
+/// ad-hoc conference (`maybe_build_conference`), the document's defaults with nobody in it.
+pub fn ad_hoc(id: &str) -> Value {
+    let doc = ConferenceDoc::parse(&json!({}))
+        .map(|d| d.to_json(id))
+        .unwrap_or_else(|_| json!({"id": id}));
+    let mut doc = doc;
+    if let Value::Object(map) = &mut doc {
+        map.insert(
+            "_read_only".into(),
+            json!({"duration": 0, "is_locked": false, "members": 0, "moderators": 0, "participants": []}),
+        );
+    }
+    doc
+}
+
+/// A join's claim on its call id ([`ConferenceEntry::claim_call`]).
+#[derive(Debug)]
+pub struct CallClaim<'a> {
+    entry: &'a ConferenceEntry,
+    call_id: String,
+}
+
+impl Drop for CallClaim<'_> {
+    fn drop(&mut self) {
+        let mut joining = self.entry.joining.lock().unwrap_or_else(|p| p.into_inner());
+        joining.remove(&self.call_id);
+    }
+}
+
+/// What is known of a participant's call, Kazoo's field names.
+fn meta_json(id: ParticipantId, meta: &ParticipantMeta, conference_id: &str) -> Value {
+    let mut object = json!({
+        "participant_id": id.get(),
+        "call_id": meta.call_id,
+        "conference_name": conference_id,
+        "conference_uuid": conference_id,
+        "join_time": gregorian_seconds(meta.joined_at),
+    });
+    if let Value::Object(map) = &mut object {
+        if let Some(name) = &meta.caller_id_name {
+            map.insert("caller_id_name".into(), name.clone().into());
+        }
+        if let Some(number) = &meta.caller_id_number {
+            map.insert("caller_id_number".into(), number.clone().into());
+        }
+        if let Some(vars) = &meta.custom_channel_vars {
+            map.insert("custom_channel_vars".into(), Value::Object(vars.clone()));
+        }
+    }
+    object
 }
 
 /// The runtime settings a document asks for.

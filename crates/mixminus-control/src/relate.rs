@@ -17,11 +17,10 @@
 //!   On `…/conferences/{C}/participants` Kazoo sets it from the path before validating, and
 //!   so do we (a value in the body is ignored there).
 
-use mixminus_core::{ParticipantId, Relationship, MAX_PARTICIPANTS};
+use mixminus_core::{ParticipantId, Relationship};
 use serde_json::Value;
 
-use crate::fields::{wrong_type, Obj};
-use crate::ApiError;
+use crate::{schema, ApiError};
 
 /// Most pairs one relate call may set.
 pub const MAX_RELATE_PAIRS: usize = 1_000_000;
@@ -61,21 +60,23 @@ pub struct RelateRequest {
 }
 
 impl RelateRequest {
-    /// Parses a relate body.
+    /// Parses a relate body: Kazoo's `metaflows.relate` schema (with the array extensions,
+    /// see [`crate::schema`]) checks it, then the ids and words are read.
     pub fn parse(value: &Value, rule: ConferenceIdRule) -> Result<Self, ApiError> {
-        let obj = Obj::new(value, "")?;
+        let mut value = value.clone();
+        if let (ConferenceIdRule::FromPath, Value::Object(map)) = (rule, &mut value) {
+            // Kazoo sets it from the path before validating.
+            map.insert("conference_id".into(), Value::String(String::new()));
+        }
+        schema::validate(schema::Body::Relate, &mut value)?;
         let conference_id = match rule {
             ConferenceIdRule::FromPath => None,
             ConferenceIdRule::Required => {
-                let v = obj.required("conference_id")?;
-                let Value::String(s) = v else {
-                    return Err(wrong_type("conference_id", "string", v));
-                };
-                Some(s.clone())
+                value.get("conference_id").and_then(Value::as_str).map(str::to_owned)
             }
         };
-        let participants = ids(&obj, "participant_id")?;
-        let others = ids(&obj, "other_participant")?;
+        let participants = ids(value.get("participant_id"));
+        let others = ids(value.get("other_participant"));
         if participants.len().saturating_mul(others.len()) > MAX_RELATE_PAIRS {
             return Err(ApiError::invalid(
                 "other_participant",
@@ -83,39 +84,28 @@ impl RelateRequest {
                 format!("at most {MAX_RELATE_PAIRS} pairs per call"),
             ));
         }
-        let relationship = match obj.get("relationship") {
-            None => Relationship::CLEAR,
-            Some(v @ Value::String(word)) => {
-                word_to_relationship(word).ok_or_else(|| not_in_enum(v))?
-            }
-            Some(Value::Array(words)) => {
-                let mut rel = Relationship::CLEAR;
-                let mut clear = false;
-                for (i, w) in words.iter().enumerate() {
-                    let Value::String(word) = w else {
-                        return Err(wrong_type(&format!("relationship.{i}"), "string", w));
-                    };
-                    match word_to_relationship(word) {
-                        Some(Relationship { deaf: false, mute: false }) => clear = true,
-                        Some(r) => {
-                            rel.deaf |= r.deaf;
-                            rel.mute |= r.mute;
-                        }
-                        None => return Err(not_in_enum(w)),
-                    }
-                }
-                if clear && !rel.is_clear() {
-                    return Err(ApiError::invalid_value(
-                        "relationship",
-                        "enum",
-                        "clear cannot be combined with deaf or mute",
-                        &Value::Array(words.clone()),
-                    ));
-                }
-                rel
-            }
-            Some(other) => return Err(wrong_type("relationship", "string", other)),
+        let words: Vec<&Value> = match value.get("relationship") {
+            None => Vec::new(),
+            Some(Value::Array(words)) => words.iter().collect(),
+            Some(word) => vec![word],
         };
+        let mut relationship = Relationship::CLEAR;
+        let mut clear = false;
+        for word in words.iter().filter_map(|w| w.as_str()) {
+            match word {
+                "deaf" => relationship.deaf = true,
+                "mute" => relationship.mute = true,
+                _ => clear = true,
+            }
+        }
+        if clear && !relationship.is_clear() {
+            return Err(ApiError::invalid_value(
+                "relationship",
+                "enum",
+                "clear cannot be combined with deaf or mute",
+                value.get("relationship").unwrap_or(&Value::Null),
+            ));
+        }
         Ok(Self { conference_id, participants, others, relationship })
     }
 
@@ -138,59 +128,29 @@ pub fn relationship_word(rel: Relationship) -> &'static str {
     }
 }
 
-fn word_to_relationship(word: &str) -> Option<Relationship> {
-    match word {
-        "deaf" => Some(Relationship::DEAF),
-        "mute" => Some(Relationship::MUTE),
-        "clear" => Some(Relationship::CLEAR),
-        _ => None,
-    }
-}
-
-fn not_in_enum(v: &Value) -> ApiError {
-    ApiError::invalid_value(
-        "relationship",
-        "enum",
-        "Value not found in enumerated list of values: deaf, clear, mute",
-        v,
-    )
-}
-
-fn ids(obj: &Obj<'_>, key: &str) -> Result<Vec<ParticipantRef>, ApiError> {
-    let value = obj.required(key)?;
+/// The ids on one side of a validated body: one id or an array of them.
+fn ids(value: Option<&Value>) -> Vec<ParticipantRef> {
     match value {
-        Value::Array(items) => {
-            if items.is_empty() {
-                return Err(ApiError::invalid(key, "minItems", "at least one participant"));
-            }
-            if items.len() > MAX_PARTICIPANTS {
-                return Err(ApiError::invalid(
-                    key,
-                    "maxItems",
-                    format!("at most {MAX_PARTICIPANTS} participants"),
-                ));
-            }
-            items.iter().enumerate().map(|(i, v)| one_id(v, &format!("{key}.{i}"))).collect()
-        }
-        v => Ok(vec![one_id(v, key)?]),
+        Some(Value::Array(items)) => items.iter().map(one_id).collect(),
+        Some(v) => vec![one_id(v)],
+        None => Vec::new(),
     }
 }
 
-fn one_id(value: &Value, field: &str) -> Result<ParticipantRef, ApiError> {
+fn one_id(value: &Value) -> ParticipantRef {
     let raw = match value {
-        Value::Number(n) if n.is_i64() || n.is_u64() => n.as_u64(),
+        Value::Number(n) => n.as_u64(),
         Value::String(s)
             if !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit()) =>
         {
             s.parse::<u64>().ok()
         }
-        Value::String(_) => None,
-        other => return Err(wrong_type(field, "string, integer", other)),
+        _ => None,
     };
-    Ok(match raw.and_then(|n| u32::try_from(n).ok()).filter(|&n| n > 0) {
+    match raw.and_then(|n| u32::try_from(n).ok()).filter(|&n| n > 0) {
         Some(n) => ParticipantRef::Id(ParticipantId::new(n)),
         None => ParticipantRef::Invalid(value.clone()),
-    })
+    }
 }
 
 fn resolve(refs: &[ParticipantRef], field: &str) -> Result<Vec<ParticipantId>, ApiError> {

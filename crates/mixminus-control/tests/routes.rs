@@ -159,8 +159,10 @@ async fn conference_lifecycle() {
     let (status, body) = h.call(Method::GET, &format!("{BASE}/conferences"), Some(ALL), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"][0]["id"], id.as_str());
-    assert_eq!(body["data"][0]["is_locked"], false);
-    assert_eq!(body["data"][0]["members"], 0);
+    assert_eq!(body["data"][0]["_read_only"]["is_locked"], false);
+    assert_eq!(body["data"][0]["_read_only"]["members"], 0);
+    assert_eq!(body["data"][0]["flags"], json!([]));
+    assert_eq!(body["page_size"], 1);
 
     let uri = format!("{BASE}/conferences/{id}");
     let (status, body) = h.call(Method::GET, &uri, Some(ALL), None).await;
@@ -172,7 +174,7 @@ async fn conference_lifecycle() {
     assert_eq!(doc["_read_only"]["is_locked"], false);
     assert!(body["revision"].as_str().unwrap().starts_with("1-"));
 
-    // PATCH merges, POST replaces, changing the media profile live is refused.
+    // PATCH merges, POST replaces; what cannot change live is kept and reported pending.
     let (status, body) = h
         .call(
             Method::PATCH,
@@ -197,24 +199,35 @@ async fn conference_lifecycle() {
             Some(json!({"data": {"name": "x", "profile": {"rate": 16000}}})),
         )
         .await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(error_field(&body), ("profile.rate".into(), "immutable".into()));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["profile"]["rate"], 16000);
+    assert_eq!(
+        body["data"]["_read_only"]["pending"]["profile.rate"],
+        json!({"requested": 16000, "running": 48000})
+    );
     let (_, body) = h.call(Method::GET, &uri, Some(ALL), None).await;
-    assert_eq!(body["data"]["name"], "retro", "a refused POST changes nothing");
+    assert_eq!(body["data"]["name"], "x");
 
-    // Another account does not see it.
+    // Another account does not see it: Kazoo's ad-hoc conference, nobody in it.
     let (status, body) =
         h.call(Method::GET, &format!("/v2/accounts/acc2/conferences/{id}"), Some(ALL), None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body["message"], "bad identifier");
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["data"].get("name").is_none(), "{body}");
+    assert_eq!(body["data"]["_read_only"]["participants"], json!([]));
 
     h.join(&id, rtp()).await;
     assert_eq!(h.registry.bridge().ports_in_use(), 1);
     let (status, _) = h.call(Method::DELETE, &uri, Some(ALL), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(h.registry.bridge().ports_in_use(), 0, "every port released");
-    assert_eq!(h.call(Method::GET, &uri, Some(ALL), None).await.0, StatusCode::NOT_FOUND);
+    let (status, body) = h.call(Method::GET, &uri, Some(ALL), None).await;
+    assert_eq!(status, StatusCode::OK, "an ended conference reads as an empty ad-hoc one");
+    assert_eq!(body["data"]["_read_only"]["members"], 0);
     assert_eq!(h.call(Method::DELETE, &uri, Some(ALL), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.call(Method::POST, &uri, Some(ALL), Some(json!({"data": {}}))).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -284,8 +297,8 @@ async fn join_and_participants() {
     let (status, body) = h
         .call(Method::GET, &format!("{BASE}/conferences/{id}/participants/999"), Some(ALL), None)
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(body["data"]["id"], 999);
+    assert_eq!(status, StatusCode::OK, "Kazoo answers {{}} for a participant not there");
+    assert_eq!(body["data"], json!({}));
 
     // Bad joins name the field and add nobody.
     let path = format!("{BASE}/conferences/{id}/participants");
@@ -311,8 +324,8 @@ async fn join_and_participants() {
     }
     let (status, body) =
         h.call(Method::PUT, &path, Some(ALL), Some(json!({"data": {"action": "dance"}}))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_field(&body), ("data.action".into(), "enum".into()));
+    assert_eq!(status, StatusCode::NOT_FOUND, "Kazoo's faulty_request");
+    assert_eq!(body["message"], "faulty request");
     assert_eq!(h.participants(&id).await.len(), 2);
 }
 
@@ -333,7 +346,7 @@ async fn locked_conference_refuses_joins() {
     let uri = format!("{BASE}/conferences/{id}");
     let (status, body) =
         h.call(Method::PUT, &uri, Some(ALL), Some(json!({"action": "lock", "data": {}}))).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["data"]["is_locked"], true);
     let (status, body) = h
         .call(
@@ -349,8 +362,8 @@ async fn locked_conference_refuses_joins() {
     assert_eq!(h.registry.bridge().ports_in_use(), 0);
     let (status, body) =
         h.call(Method::PUT, &uri, Some(ALL), Some(json!({"action": "record", "data": {}}))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_field(&body), ("action".into(), "enum".into()));
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(error_field(&body), ("action".into(), "not_implemented".into()));
     h.call(Method::PUT, &uri, Some(ALL), Some(json!({"action": "unlock", "data": {}}))).await;
     h.join(&id, rtp()).await;
 }
@@ -385,7 +398,7 @@ async fn relate_sets_the_matrix_and_names_bad_ids() {
     let relate = |data: Value| json!({"data": {"action": "relate", "data": data}});
 
     let (status, body) = h.call(Method::PUT, &path, Some(ALL), Some(relate(json!({"participant_id": a, "other_participant": b.to_string(), "relationship": "deaf"})))).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["data"], "relating participants");
     assert_eq!(
         h.relationships(&id).await,
@@ -440,7 +453,7 @@ async fn relate_sets_the_matrix_and_names_bad_ids() {
 
     // Lists and both flags at once, then clear (the default).
     let (status, _) = h.call(Method::PUT, &path, Some(ALL), Some(relate(json!({"participant_id": [b, c], "other_participant": a, "relationship": ["deaf", "mute"]})))).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(status, StatusCode::CREATED);
     let rels = h.relationships(&id).await;
     assert_eq!(rels.as_array().unwrap().len(), 3);
     assert!(rels
@@ -457,7 +470,7 @@ async fn relate_sets_the_matrix_and_names_bad_ids() {
                 Some(relate(json!({"participant_id": p, "other_participant": o}))),
             )
             .await;
-        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(status, StatusCode::CREATED);
     }
     assert_eq!(h.relationships(&id).await, json!([]));
 }
@@ -480,8 +493,16 @@ async fn channels_metaflow_relates() {
     };
     let (status, body) =
         h.call(Method::PUT, &format!("{BASE}/channels/call-a"), Some(ALL), Some(flow(&id))).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["data"], "metaflow sent");
     assert_eq!(h.relationships(&id).await[0]["mute"], true);
+    // The shape Kazoo's code validates: the node is `data` itself.
+    let code_shape = json!({"action": "metaflow", "data": {"module": "relate", "data":
+        {"conference_id": id, "participant_id": a, "other_participant": b, "relationship": "deaf"}}});
+    let (status, body) =
+        h.call(Method::PUT, &format!("{BASE}/channels/call-a"), Some(ALL), Some(code_shape)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(h.relationships(&id).await[0]["deaf"], true);
     let (status, body) =
         h.call(Method::PUT, &format!("{BASE}/channels/call-zzz"), Some(ALL), Some(flow(&id))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -501,8 +522,8 @@ async fn channels_metaflow_relates() {
     let (status, body) = h
         .call(Method::PUT, &format!("{BASE}/channels/call-a"), Some(ALL), Some(other_module))
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_field(&body).0, "data.data.module");
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(error_field(&body).0, "module");
 }
 
 #[tokio::test]
@@ -519,12 +540,12 @@ async fn participant_actions() {
     let act = |action: &str| json!({"data": {"action": action}});
 
     let (status, body) = h.call(Method::PUT, &one(a), Some(ALL), Some(act("mute"))).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["data"]["changed"], true);
     let (_, body) = h.call(Method::GET, &one(a), Some(ALL), None).await;
     assert_eq!(body["data"]["conference_channel_vars"]["speak"], false);
     let (status, _) = h.call(Method::PUT, &one(a), Some(ALL), Some(act("deaf"))).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::CREATED);
     let (status, _) = h
         .call(
             Method::PUT,
@@ -533,7 +554,7 @@ async fn participant_actions() {
             Some(json!({"data": {"action": "volume_in", "value": -2}})),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::CREATED);
     let (status, _) = h
         .call(
             Method::PUT,
@@ -542,7 +563,7 @@ async fn participant_actions() {
             Some(json!({"data": {"action": "energy", "value": 0}})),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::CREATED);
     let (_, body) = h.call(Method::GET, &one(a), Some(ALL), None).await;
     assert_eq!(body["data"]["conference_channel_vars"]["energy_level"], 0);
     let (status, body) = h
@@ -554,10 +575,10 @@ async fn participant_actions() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_field(&body), ("data.value".into(), "maximum".into()));
+    assert_eq!(error_field(&body), ("value".into(), "maximum".into()));
     let (status, body) = h.call(Method::PUT, &one(a), Some(ALL), Some(act("sing"))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_field(&body), ("data.action".into(), "enum".into()));
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["message"], "faulty request");
     let (status, _) = h.call(Method::PUT, &one(999), Some(ALL), Some(act("mute"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = h
@@ -573,7 +594,7 @@ async fn participant_actions() {
     // Bulk: moderators are skipped, only changes are reported.
     let all = format!("{BASE}/conferences/{id}/participants");
     let (status, body) = h.call(Method::PUT, &all, Some(ALL), Some(act("unmute"))).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["data"]["participants"], json!([a]));
     let (_, body) = h.call(Method::PUT, &all, Some(ALL), Some(act("mute"))).await;
     assert_eq!(body["data"]["participants"], json!([a]), "the moderator {m} is skipped");
@@ -581,7 +602,7 @@ async fn participant_actions() {
     assert_eq!(body["data"]["participants"], json!([a]));
 
     let (status, _) = h.call(Method::PUT, &one(a), Some(ALL), Some(act("kick"))).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::CREATED);
     assert_eq!(h.participants(&id).await.len(), 1);
     let (_, body) = h.call(Method::PUT, &all, Some(ALL), Some(act("kick"))).await;
     assert_eq!(body["data"]["participants"], json!([m]));
@@ -637,4 +658,84 @@ async fn metrics_and_unknown_routes() {
         h.call(Method::DELETE, &format!("{BASE}/conferences"), Some(ALL), None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"], "405");
+}
+
+#[tokio::test]
+async fn cors_origins_are_configurable() {
+    let mut config = BridgeConfig::default();
+    config.rtp_bind = "127.0.0.1".parse().unwrap();
+    config.rtp_ports = (42_000, 43_999);
+    let registry = Registry::new(Bridge::new(config).unwrap(), 10);
+    let auth = Auth::default().with_token(ALL, AccountScope::All);
+    let listed = Api::new(registry.clone(), auth.clone())
+        .cors_origins(vec!["https://ui.example.com".into()])
+        .router();
+    let send = |app: Router, origin: &'static str, method: Method| async move {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{BASE}/conferences"))
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .header("x-auth-token", ALL)
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        (response.status(), response.headers().get("access-control-allow-origin").cloned())
+    };
+    let (status, allowed) = send(listed.clone(), "https://ui.example.com", Method::OPTIONS).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(allowed.unwrap(), "https://ui.example.com");
+    let (_, allowed) = send(listed.clone(), "https://evil.example.com", Method::GET).await;
+    assert!(allowed.is_none(), "an origin not listed gets no CORS header");
+    let off = Api::new(registry, auth).cors_origins(Vec::new()).router();
+    let (status, allowed) = send(off, "https://ui.example.com", Method::OPTIONS).await;
+    assert_eq!(status, StatusCode::OK, "OPTIONS still answers");
+    assert!(allowed.is_none());
+}
+
+#[tokio::test]
+async fn verbs_tunnel_through_post() {
+    let h = harness();
+    let id = h.create(json!({"name": "t"})).await;
+    let uri = format!("{BASE}/conferences/{id}");
+    let (status, body) = h.call(Method::POST, &format!("{uri}?verb=DELETE"), Some(ALL), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(h.registry.is_empty(), "the tunnelled DELETE ended it");
+    let (status, body) = h
+        .call(
+            Method::POST,
+            &format!("{BASE}/conferences"),
+            Some(ALL),
+            Some(json!({"verb": "put", "data": {"name": "via body"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "a create tunnelled through POST answers 200, as Kazoo's");
+    assert_eq!(body["data"]["name"], "via body");
+    assert_eq!(h.registry.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_call_joins_once_even_concurrently() {
+    let h = harness();
+    let id = h.create(json!({})).await;
+    let path = format!("{BASE}/conferences/{id}/participants");
+    let body =
+        json!({"data": {"action": "join", "data": {"call_id": "same", "rtp": {"codec": "opus"}}}});
+    let calls = (0..8).map(|_| h.call(Method::PUT, &path, Some(ALL), Some(body.clone())));
+    let statuses: Vec<StatusCode> =
+        futures_util::future::join_all(calls).await.into_iter().map(|(s, _)| s).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT));
+    assert_eq!(h.participants(&id).await.len(), 1);
+    // Once it has left, the call may join again.
+    let p = h.participants(&id).await[0]["participant_id"].as_u64().unwrap();
+    h.call(
+        Method::PUT,
+        &format!("{path}/{p}"),
+        Some(ALL),
+        Some(json!({"data": {"action": "kick"}})),
+    )
+    .await;
+    let (status, _) = h.call(Method::PUT, &path, Some(ALL), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED);
 }
