@@ -843,16 +843,19 @@ async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> A
         ..Default::default()
     };
     let frame_ms = doc.profile.interval.millis();
-    let (codec, remote, offer) = match &body.media {
-        Media::Rtp { remote, codec } => (codec_params(codec), *remote, None),
+    let (codec, remote, offer, level_ext) = match &body.media {
+        Media::Rtp { remote, codec, audio_level_ext } => {
+            (codec_params(codec), *remote, None, *audio_level_ext)
+        }
         Media::Sdp(sdp) => {
             let offer = mixminus_rtp::sdp::AudioOffer::parse(sdp, frame_ms)
                 .map_err(|e| ApiError::invalid("sdp", "format", e.to_string()))?;
-            (offer.codec, Some(offer.remote), Some(offer))
+            (offer.codec, Some(offer.remote), Some(offer), None)
         }
     };
     let mut request = JoinRequest::new(codec, remote);
     request.options = options;
+    request.audio_level_ext = level_ext;
     if let Some(offer) = &offer {
         // Only what the answer echoes back is honoured, so the two never disagree.
         request.audio_level_ext = offer.audio_level_ext;

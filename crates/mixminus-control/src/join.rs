@@ -5,7 +5,7 @@
 //! {"call_id": "abc", "caller_id_name": "Alice", "caller_id_number": "1001",
 //!  "participant_flags": ["mute", "is_moderator"],
 //!  "rtp": {"remote_ip": "192.0.2.7", "remote_port": 40000, "codec": "opus",
-//!          "payload_type": 111, "rate": 48000, "ptime": 20}}
+//!          "payload_type": 111, "rate": 48000, "ptime": 20, "audio_level_ext": 1}}
 //! ```
 //!
 //! or `"sdp": "<offer>"` instead of `rtp`. `participant_flags` takes Kazoo's dial flags;
@@ -14,7 +14,10 @@
 //! `custom_channel_vars` (an object) is echoed in the participant object and its events.
 //! Without `remote_ip`/`remote_port` the mix goes back to wherever the participant's RTP
 //! comes from (symmetric RTP). Codec rates: Opus 48000; PCMU/PCMA 8000; L16 8000, 16000,
-//! 24000 or 48000. `ptime` 10, 20, 40 or 60 ms. `call_id` defaults to a fresh UUID.
+//! 24000 or 48000. `ptime` 10, 20, 40 or 60 ms. `audio_level_ext` (1..=14, as Janus's
+//! `audiolevel_ext`) is the RFC 8285 one-byte extension id on which the participant sends
+//! its RFC 6464 audio level: frames it marks as silence are not decoded (default: the
+//! bridge's `audio_level_ext`, if any). `call_id` defaults to a fresh UUID.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -70,6 +73,8 @@ pub enum Media {
         remote: Option<SocketAddr>,
         /// The codec.
         codec: RtpCodec,
+        /// The RFC 6464 audio level's extension id, if the participant sends it.
+        audio_level_ext: Option<u8>,
     },
     /// An SDP offer (answered in the response).
     Sdp(String),
@@ -187,7 +192,16 @@ impl JoinBody {
 
 fn parse_rtp(value: &Value) -> Result<Media, ApiError> {
     let obj = Obj::new(value, "rtp")?;
-    obj.only(&["remote_ip", "remote_port", "codec", "payload_type", "rate", "ptime"])?;
+    obj.only(&[
+        "remote_ip",
+        "remote_port",
+        "codec",
+        "payload_type",
+        "rate",
+        "ptime",
+        "audio_level_ext",
+    ])?;
+    let audio_level_ext = obj.int("audio_level_ext", 1, 14)?.map(|id| id as u8);
     let ip = match obj.str("remote_ip")? {
         None => None,
         Some(s) => Some(s.parse::<IpAddr>().map_err(|_| {
@@ -262,7 +276,7 @@ fn parse_rtp(value: &Value) -> Result<Media, ApiError> {
         }
         codec.ptime_ms = Some(ms);
     }
-    Ok(Media::Rtp { remote, codec })
+    Ok(Media::Rtp { remote, codec, audio_level_ext })
 }
 
 #[cfg(test)]
@@ -277,11 +291,25 @@ mod tests {
         .unwrap();
         assert!(j.mute && !j.deaf);
         match j.media {
-            Media::Rtp { remote, codec } => {
+            Media::Rtp { remote, codec, .. } => {
                 assert_eq!(remote, Some("127.0.0.1:4000".parse().unwrap()));
                 assert_eq!(codec.name, CodecName::Pcmu);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rtp_join_names_its_audio_level_extension() {
+        let rtp = |ext: Value| {
+            JoinBody::parse(&json!({"rtp": {"codec": "opus", "audio_level_ext": ext}}))
+        };
+        match rtp(json!(3)).unwrap().media {
+            Media::Rtp { audio_level_ext, .. } => assert_eq!(audio_level_ext, Some(3)),
+            other => panic!("{other:?}"),
+        }
+        for bad in [json!(0), json!(15), json!("x")] {
+            assert!(rtp(bad.clone()).is_err(), "{bad}");
         }
     }
 

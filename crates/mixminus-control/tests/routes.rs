@@ -739,3 +739,37 @@ async fn one_call_joins_once_even_concurrently() {
     let (status, _) = h.call(Method::PUT, &path, Some(ALL), Some(body)).await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+/// `rtp.audio_level_ext` reaches the leg: frames the participant marks silent on that id
+/// are not decoded (Janus's `audiolevel_ext`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtp_join_names_its_audio_level_extension() {
+    use mixminus_rtp::{write_rtp_header_with_audio_level, AudioLevel, RtpHeader};
+    let h = harness();
+    let id = h.create(json!({"name": "c"})).await;
+    let joined = h.join(&id, json!({"rtp": {"codec": "pcmu", "audio_level_ext": 3}})).await;
+    let port = joined["rtp"]["local_port"].as_u64().unwrap() as u16;
+    let participant = joined["participant_id"].as_u64().unwrap() as u32;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for seq in 0..25u16 {
+        let mut packet = Vec::new();
+        let header = RtpHeader {
+            payload_type: 0,
+            marker: false,
+            sequence: seq,
+            timestamp: u32::from(seq) * 160,
+            ssrc: 9,
+        };
+        let silent = AudioLevel { voice: false, level_dbov: 127 };
+        write_rtp_header_with_audio_level(&mut packet, &header, 3, silent).unwrap();
+        packet.extend([0x00u8; 160]); // loud µ-law, marked silent
+        sock.send_to(&packet, ("127.0.0.1", port)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let entry = h.registry.get("acc1", &id).unwrap();
+    let snapshot = entry.handle().snapshot();
+    let leg = snapshot.participants.iter().find(|l| l.info.id.get() == participant).unwrap();
+    assert!(leg.stats.silent_skipped >= 15, "{:?}", leg.stats);
+    assert_eq!(leg.stats.decodes, leg.stats.concealed, "a frame marked silent was decoded");
+}
