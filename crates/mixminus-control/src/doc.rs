@@ -20,14 +20,14 @@
 //! | `comfort-noise` | boolean or integer 0..=10000 | | false | kept; not generated yet |
 //! | `enter-sound`, `exit-sound` | string | | | kept; the generated tone plays |
 //! | `max-active-speakers` (mixminus) | integer | 0..=64 | 0 (all) | mix only the N loudest |
-//! | `opus-bitrate` (mixminus) | integer | 6000..=510000 | 32000 | Opus bit/s of every mix sent |
-//! | `opus-complexity` (mixminus) | integer | 0..=10 | 5 | Opus encoder complexity |
-//! | `opus-fec` (mixminus) | boolean | | true | Opus in-band FEC in what is sent |
+//! | `opus-bitrate` (mixminus) | integer | 6000..=510000 | 40000 | Opus bit/s of every mix sent |
+//! | `opus-complexity` (mixminus) | integer | 0..=10 | 8 | Opus encoder complexity |
+//! | `opus-fec` (mixminus) | boolean | | false | Opus in-band FEC for receivers whose SDP does not say |
 //! | `opus-dtx` (mixminus) | boolean | | false | Opus DTX in what is sent |
 //! | `opus-loss-percent` (mixminus) | integer | 0..=100 | 5 | loss the Opus FEC is tuned for |
 //!
-//! The Opus keys set what the conference sends; a receiver's SDP (`maxaveragebitrate`,
-//! `useinbandfec=0`) lowers them for that receiver. They apply to conferences started after
+//! The Opus keys set what the conference sends; a receiver's SDP changes them for that
+//! receiver (`maxaveragebitrate` caps the bitrate, `useinbandfec` turns FEC on or off). They apply to conferences started after
 //! the change. Defaults and how they were chosen: `docs/QUALITY.md`.
 //!
 //! Extensions and deliberate differences from Kazoo's schema: `id` (a client-chosen

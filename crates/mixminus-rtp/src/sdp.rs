@@ -288,11 +288,12 @@ mod tests {
         assert_eq!(settings.bitrate, 24_000.min(crate::CodecSettings::default().bitrate));
         let answer = offer.answer("127.0.0.1:5000".parse().unwrap(), 1);
         assert!(answer.contains("a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1\r\n"), "{answer}");
-        // A receiver that says it cannot use FEC gets none; one that says nothing keeps the
-        // conference's choice.
-        let no_fec = OpusFmtp::parse("useinbandfec=0");
-        assert!(!no_fec.applied_to(&crate::CodecSettings::default()).fec);
-        assert!(OpusFmtp::default().applied_to(&crate::CodecSettings::default()).fec);
+        // FEC as the receiver asks; one that says nothing gets the conference's choice.
+        let with_fec = crate::CodecSettings { fec: true, ..Default::default() };
+        assert!(!OpusFmtp::parse("useinbandfec=0").applied_to(&with_fec).fec);
+        assert!(OpusFmtp::default().applied_to(&with_fec).fec);
+        assert!(OpusFmtp::parse("useinbandfec=1").applied_to(&Default::default()).fec);
+        assert!(!OpusFmtp::default().applied_to(&Default::default()).fec);
     }
 
     #[test]

@@ -62,7 +62,7 @@ fn defaults_follow_the_rfcs() {
     let settings = CodecSettings::default();
     assert_eq!(
         (settings.bitrate, settings.complexity, settings.fec, settings.dtx),
-        (32_000, 5, true, false)
+        (40_000, 8, false, false)
     );
 }
 
@@ -124,7 +124,7 @@ fn l16_is_big_endian_and_lossless_at_its_own_rate() {
 #[test]
 fn opus_fec_recovers_a_lost_frame() {
     let params = CodecParams::new(CodecKind::Opus);
-    let settings = CodecSettings { expected_loss_percent: 20, ..Default::default() };
+    let settings = CodecSettings { fec: true, expected_loss_percent: 20, ..Default::default() };
     let mut enc = new_encoder(&params, &settings, 48_000, 960).unwrap();
     let mut sine = SineGenerator::new(700.0, 48_000, 8_000.0);
     let mut pcm = vec![0i16; 960];
