@@ -132,8 +132,13 @@ async fn flood(seconds: u64, ports: (u16, u16)) {
     let quiet_skipped = quiet_end.skipped_ticks - quiet_start.skipped_ticks;
 
     let rtcp = |addr: SocketAddr| SocketAddr::new(addr.ip(), addr.port() + 1);
-    let unused: Vec<SocketAddr> =
-        (ports.1 - 9..=ports.1).map(|p| SocketAddr::new(a.local_rtp.ip(), p)).collect();
+    // Ports are handed out at random: "unused" means none of the three legs has it.
+    let used = |p: u16| [a, b, c].iter().any(|j| p / 2 == j.local_rtp.port() / 2);
+    let unused: Vec<SocketAddr> = (ports.0..=ports.1)
+        .filter(|&p| !used(p))
+        .take(10)
+        .map(|p| SocketAddr::new(a.local_rtp.ip(), p))
+        .collect();
     let mut targets =
         vec![a.local_rtp, rtcp(a.local_rtp), b.local_rtp, c.local_rtp, rtcp(c.local_rtp)];
     targets.extend(unused);

@@ -190,16 +190,17 @@ async fn malformed_datagrams_are_dropped_and_counted() {
     assert!(listener.heard_tones(&[440.0], -40.0)[0], "the conference keeps mixing");
     let snapshot = conference.snapshot();
     for p in &snapshot.participants {
-        assert_eq!(
-            p.stats.dropped_total(),
-            garbage.len() as u64,
-            "every datagram counted: {:?}",
-            p.stats
-        );
+        // A latched leg's socket is connected to its peer: the kernel drops a stranger's
+        // datagrams before the bridge reads them. The fresh leg reads and counts each one.
+        let expected = if p.latched.is_some() { 0 } else { garbage.len() as u64 };
+        assert_eq!(p.stats.dropped_total(), expected, "every datagram counted: {:?}", p.stats);
     }
     let fresh = snapshot.participants.iter().find(|p| p.info.id == c.id).unwrap();
     assert_eq!(fresh.latched, None, "garbage never latches a leg");
-    assert!(fresh.stats.dropped(DropReason::Malformed) > 100);
+    // The stranger's burst budget lets the first ones through to the parser; the rest of a
+    // burst of 207 is dropped unparsed, over the source's budget.
+    assert!(fresh.stats.dropped(DropReason::Malformed) >= 20, "{:?}", fresh.stats);
+    assert!(fresh.stats.dropped(DropReason::OverBudget) >= 100, "{:?}", fresh.stats);
     assert!(conference.is_running());
     drop(talker);
     conference.stop().await.unwrap();

@@ -1,24 +1,21 @@
 //! One participant's media leg: its sockets, latching, jitter buffer, decoder and the
 //! continuity of its outbound stream.
 
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mixminus_core::{Conference, ParticipantId};
 
 use crate::codec::{new_decoder, AudioDecoder, CodecParams};
 use crate::jitter::{InsertOutcome, JitterBuffer, JitterConfig, Playout};
 use crate::packet::{is_rtcp, write_rtp_header, RtpHeader, RtpPacket};
 use crate::ports::PortPair;
+use crate::receive::{Port, ReaderLink};
 use crate::seq::SequenceExtender;
 use crate::stats::{DropReason, LegStats};
 use crate::RuntimeError;
 
-/// Datagrams read from one socket per tick at most; the rest wait in the kernel (which
-/// drops past its buffer), so a flood cannot stall the tick.
-const MAX_DATAGRAMS_PER_TICK: usize = 64;
 /// Larger datagrams are dropped: no audio frame needs more.
 pub(crate) const MAX_DATAGRAM: usize = 1500;
 
@@ -68,9 +65,21 @@ pub(crate) struct Leg {
     pub(crate) joined_wall: std::time::SystemTime,
     pub(crate) last_rx: Option<Instant>,
     pub(crate) bye: bool,
+    /// ICMP unreachable came back from the connected peer: the leg stops.
+    pub(crate) unreachable: bool,
     pub(crate) last_report: Option<Instant>,
     pub(crate) stats: LegStats,
-    arena: BytesMut,
+    /// The readers of its sockets (the runtime starts them once the leg has an id);
+    /// dropping the leg stops them.
+    pub(crate) reader: Option<ReaderLink>,
+}
+
+/// What the runtime must do after [`Leg::handle_input`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LegOutput {
+    /// The leg latched onto this source: connect the RTP socket to it, so the kernel drops
+    /// every other source.
+    Latched(SocketAddr),
 }
 
 impl Leg {
@@ -129,9 +138,10 @@ impl Leg {
             joined_wall: std::time::SystemTime::now(),
             last_rx: None,
             bye: false,
+            unreachable: false,
             last_report: None,
             stats: LegStats::default(),
-            arena: BytesMut::with_capacity(16 * 1024),
+            reader: None,
         })
     }
 
@@ -148,42 +158,42 @@ impl Leg {
         self.remote.or(self.latched)
     }
 
-    /// Reads what the sockets hold (bounded), feeding RTP to the jitter buffer and RTCP to
-    /// `on_rtcp`. Never blocks.
-    pub(crate) fn receive(
+    /// Takes one datagram that arrived at `now` from `from` on `port`: RTP goes through
+    /// latching to the jitter buffer (stamped with its arrival time), RTCP to
+    /// [`crate::rtcp::on_rtcp`]. Sans-IO: returns what the runtime must do with the sockets.
+    pub(crate) fn handle_input(
         &mut self,
         now: Instant,
-        buf: &mut [u8],
-        mut on_rtcp: impl FnMut(&mut Self, &[u8], SocketAddr),
-    ) {
-        for _ in 0..MAX_DATAGRAMS_PER_TICK {
-            match self.ports.rtp.try_recv_from(buf) {
-                Ok((len, from)) => {
-                    if len > MAX_DATAGRAM {
-                        self.stats.drop(DropReason::Oversized);
-                    } else if is_rtcp(&buf[..len]) {
-                        on_rtcp(self, &buf[..len], from);
-                    } else {
-                        self.on_rtp(&buf[..len], from, now);
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    self.stats.drop(DropReason::SocketError);
-                    break;
-                }
-            }
+        port: Port,
+        from: SocketAddr,
+        datagram: &Bytes,
+    ) -> Option<LegOutput> {
+        if datagram.len() > MAX_DATAGRAM {
+            self.stats.drop(DropReason::Oversized);
+            return None;
         }
-        for _ in 0..MAX_DATAGRAMS_PER_TICK {
-            match self.ports.rtcp.try_recv_from(buf) {
-                Ok((len, from)) => on_rtcp(self, &buf[..len.min(MAX_DATAGRAM)], from),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => break,
-            }
+        if port == Port::Rtcp || is_rtcp(datagram) {
+            crate::rtcp::on_rtcp(self, now, datagram, from);
+            return None;
+        }
+        let latched = self.latched.is_none();
+        self.on_rtp(datagram, from, now);
+        match self.latched {
+            Some(peer) if latched => Some(LegOutput::Latched(peer)),
+            _ => None,
         }
     }
 
-    fn on_rtp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
+    /// The leg's counters, with what its readers dropped before it saw anything.
+    pub(crate) fn stats_now(&self) -> LegStats {
+        let mut stats = self.stats;
+        if let Some(reader) = &self.reader {
+            reader.counters.add_to(&mut stats.dropped);
+        }
+        stats
+    }
+
+    fn on_rtp(&mut self, datagram: &Bytes, from: SocketAddr, now: Instant) {
         if self.latched.is_some_and(|latched| latched != from) {
             self.stats.drop(DropReason::WrongSource);
             return;
@@ -232,15 +242,8 @@ impl Leg {
         // RFC 6464 says this frame is silence: keep its place in the stream but skip the
         // decode (an empty payload is the marker for "silent frame").
         let silent = level.is_some_and(|l| !l.voice && l.level_dbov >= SILENT_DBOV);
-        let payload = if silent {
-            Bytes::new()
-        } else {
-            if self.arena.capacity() < packet.payload().len() {
-                self.arena.reserve(16 * 1024);
-            }
-            self.arena.extend_from_slice(packet.payload());
-            self.arena.split().freeze()
-        };
+        // The payload is a slice of the reader's arena: no copy.
+        let payload = if silent { Bytes::new() } else { datagram.slice_ref(packet.payload()) };
         match self.jitter.insert(now, ext_seq, packet.timestamp(), payload) {
             InsertOutcome::Accepted | InsertOutcome::Resync => {}
             InsertOutcome::Duplicate => self.stats.drop(DropReason::Duplicate),

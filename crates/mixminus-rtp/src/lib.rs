@@ -7,8 +7,8 @@
 //! validate), [`SequenceExtender`], [`JitterBuffer`], the codecs behind [`AudioDecoder`] /
 //! [`AudioEncoder`] (Opus, PCMU, PCMA, L16, resampled with rubato), [`sdp`] offers and
 //! answers. The runtime is a thin layer over them: a [`Bridge`] owns the RTP port range and
-//! starts conferences; each conference is one tokio task that every frame reads every
-//! participant's socket, plays one frame out of each jitter buffer, ticks the mixer, encodes
+//! starts conferences; each conference is one tokio task that takes each participant's
+//! datagrams as they arrive and every frame plays one frame out of each jitter buffer, ticks the mixer, encodes
 //! **once per mix group and codec**, and sends each listener its group's payload behind its
 //! own RTP header.
 //!
@@ -71,9 +71,12 @@
 //! ```
 //!
 //! Choices made where the spec is silent: each participant gets an even RTP port and the odd
-//! RTCP port above it; inbound RTP latches to the first valid source; sockets are read at
-//! the tick (tokio's readiness cache makes an idle socket free), so arrival times are
-//! quantised to the frame; a frame that RFC 6464 marks as silence is not decoded; the silence
+//! RTCP port above it, the pair chosen at random in the range; inbound RTP latches to the
+//! first valid source (or the host the join named), and the latch `connect()`s the socket so
+//! the kernel drops every other source; one reader task per socket reads datagrams as they
+//! arrive, stamps each with its arrival time and charges it to its source's budget before
+//! the leg sees it (`handle_input(now, from, datagram)`, sans-IO), so the jitter buffer sees
+//! real arrival times; a frame that RFC 6464 marks as silence is not decoded; the silence
 //! group is encoded like any other, so every listener receives a continuous stream.
 
 // Only the Opus encoder (which owns libopus's state block) opts out, with SAFETY notes.
@@ -95,6 +98,7 @@ pub mod client;
 mod fanout;
 mod leg;
 mod ports;
+mod receive;
 mod runtime;
 mod stats;
 mod tone;

@@ -93,7 +93,7 @@ fn reception(r: &ReceptionReport) -> (u32, u8, u32, u32) {
 }
 
 /// Handles one RTCP datagram from the peer (on the RTCP port or muxed on the RTP port).
-pub(crate) fn on_rtcp(leg: &mut Leg, datagram: &[u8], from: SocketAddr) {
+pub(crate) fn on_rtcp(leg: &mut Leg, now: Instant, datagram: &[u8], from: SocketAddr) {
     // RTCP is only trusted from the peer's address (the latched RTP source's host, or the
     // remote given at join). Until one is known nobody is the peer: a stranger's BYE must
     // not end a leg that has not sent yet, nor its RTCP redirect our reports.
@@ -107,7 +107,7 @@ pub(crate) fn on_rtcp(leg: &mut Leg, datagram: &[u8], from: SocketAddr) {
     };
     leg.stats.rtcp_in += 1;
     leg.learn_rtcp_source(from);
-    leg.last_rx = Some(Instant::now());
+    leg.last_rx = Some(now);
     if !summary.bye.is_empty() && leg.ssrc_in().is_none_or(|ssrc| summary.bye.contains(&ssrc)) {
         leg.bye = true;
     }

@@ -1,5 +1,6 @@
 //! The I/O shell: a [`Bridge`] owns the RTP port range; each conference runs in its own
-//! tokio task that ticks every frame, reads every leg's socket, mixes, encodes once per
+//! tokio task that takes its legs' datagrams as they arrive (from one reader task per socket,
+//! see `receive`), ticks every frame, mixes, encodes once per
 //! group and sends. Commands reach the task through a bounded channel and apply between
 //! ticks; reads come from a snapshot the task publishes. No lock is held across a tick.
 
@@ -18,11 +19,13 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::codec::{CodecError, CodecParams, CodecSettings};
 use crate::fanout::{EncoderKey, Fanout};
 use crate::jitter::{JitterConfig, JitterStats};
-use crate::leg::{Leg, MediaFormat, MAX_DATAGRAM};
+use crate::leg::{Leg, LegOutput, MediaFormat, MAX_DATAGRAM};
 use crate::packet::is_one_byte_extension_id;
 use crate::ports::PortPool;
+use crate::receive::{Inbound, Port, ReaderLink, Received};
 use crate::stats::{ConferenceCounters, DropReason, LegStats};
 use crate::tone::TonePlayer;
+use socket2::SockRef;
 
 /// Why a runtime call failed. A failed command changes nothing.
 #[derive(Debug, thiserror::Error)]
@@ -269,9 +272,16 @@ impl Bridge {
         let (commands, command_rx) = mpsc::channel(self.config.command_queue);
         let (snapshot_tx, snapshot) = watch::channel(Arc::new(Snapshot::default()));
         let (events, _) = broadcast::channel(1024);
-        let task =
-            ConferenceTask::new(conference, settings, self.clone(), snapshot_tx, events.clone())?;
-        tokio::spawn(task.run(command_rx));
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+        let task = ConferenceTask::new(
+            conference,
+            settings,
+            self.clone(),
+            snapshot_tx,
+            events.clone(),
+            inbound_tx,
+        )?;
+        tokio::spawn(task.run(command_rx, inbound_rx));
         metrics::gauge!("mixminus_conferences").increment(1.0);
         Ok(ConferenceHandle { commands, snapshot, events })
     }
@@ -445,8 +455,16 @@ impl Metrics {
     }
 }
 
+/// Datagrams queued from a conference's readers to its task. The task drains them as they
+/// come, so the queue is short unless the task stalls; the readers' budgets bound what each
+/// source can put in it.
+const INBOUND_QUEUE: usize = 4096;
+/// Datagrams handled in one go before the task looks at its timer and commands again.
+const INBOUND_BATCH: usize = 256;
+
 struct ConferenceTask {
     conference: Conference,
+    inbound_tx: mpsc::Sender<Inbound>,
     settings: ConferenceSettings,
     bridge: Bridge,
     legs: HashMap<ParticipantId, Leg>,
@@ -456,14 +474,13 @@ struct ConferenceTask {
     events: broadcast::Sender<Event>,
     counters: ConferenceCounters,
     metrics: Metrics,
-    recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
     started_at: SystemTime,
     frame: Duration,
     ticks_since_snapshot: u32,
     ssrc_seed: u64,
     leaving: Vec<ParticipantId>,
-    dropped_reported: [u64; 10],
+    dropped_reported: [u64; 11],
 }
 
 impl ConferenceTask {
@@ -473,6 +490,7 @@ impl ConferenceTask {
         bridge: Bridge,
         snapshot_tx: watch::Sender<Arc<Snapshot>>,
         events: broadcast::Sender<Event>,
+        inbound_tx: mpsc::Sender<Inbound>,
     ) -> Result<Self, RuntimeError> {
         let rate = settings.core.sample_rate.hz();
         let frame_samples = conference.frame_samples();
@@ -489,6 +507,7 @@ impl ConferenceTask {
             fanout: Fanout::new(settings.encoder, rate, frame_samples),
             frame: Duration::from_millis(settings.core.frame.millis() as u64),
             conference,
+            inbound_tx,
             settings,
             bridge,
             legs: HashMap::new(),
@@ -497,17 +516,20 @@ impl ConferenceTask {
             events,
             counters: ConferenceCounters::default(),
             metrics: Metrics::register(),
-            recv_buf: vec![0; MAX_DATAGRAM + 1],
             send_buf: Vec::with_capacity(MAX_DATAGRAM),
             started_at: now,
             ticks_since_snapshot: 0,
             ssrc_seed: seed | 1,
             leaving: Vec::new(),
-            dropped_reported: [0; 10],
+            dropped_reported: [0; 11],
         })
     }
 
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut inbound: mpsc::Receiver<Inbound>,
+    ) {
         self.publish();
         let start = tokio::time::Instant::now();
         let mut k: u32 = 0;
@@ -515,6 +537,15 @@ impl ConferenceTask {
             // Deadline k is start + k·frame: computed, never accumulated, so no drift.
             let deadline = start + self.frame * (k + 1);
             tokio::select! {
+                // Datagrams are handled as they arrive (the readers stamped them), so the
+                // jitter buffer sees real arrival times, not the tick's.
+                Some(first) = inbound.recv() => {
+                    self.handle_inbound(first);
+                    for _ in 1..INBOUND_BATCH {
+                        let Ok(next) = inbound.try_recv() else { break };
+                        self.handle_inbound(next);
+                    }
+                }
                 command = commands.recv() => match command {
                     Some(Command::Stop(reply)) => {
                         self.shutdown();
@@ -547,6 +578,29 @@ impl ConferenceTask {
             }
         }
         self.publish_stopped();
+    }
+
+    /// Hands one datagram to its leg and does the socket work the leg asks for.
+    fn handle_inbound(&mut self, inbound: Inbound) {
+        let Some(leg) = self.legs.get_mut(&inbound.leg) else { return };
+        match inbound.what {
+            Received::Datagram(at, from, datagram) => {
+                let before = leg.stats.packets_in;
+                let output = leg.handle_input(at, inbound.port, from, &datagram);
+                self.metrics.packets_in.increment(leg.stats.packets_in - before);
+                if let Some(LegOutput::Latched(peer)) = output {
+                    // From now on the kernel drops every other source before it costs
+                    // anything; the peer's host keeps its reserved budget.
+                    if let Err(error) = SockRef::from(&*leg.ports.rtp).connect(&peer.into()) {
+                        tracing::debug!(%error, participant = %inbound.leg, "connect failed");
+                    }
+                    if let Some(reader) = &leg.reader {
+                        reader.set_peer(peer.ip());
+                    }
+                }
+            }
+            Received::Unreachable => leg.unreachable = true,
+        }
     }
 
     fn apply(&mut self, command: Command) {
@@ -636,6 +690,9 @@ impl ConferenceTask {
         if request.audio_level_ext.is_some_and(|id| !is_one_byte_extension_id(id)) {
             return Err(RuntimeError::InvalidRequest("audio_level_ext must be 1..=14"));
         }
+        if let Some(remote) = request.remote {
+            check_remote(remote, self.bridge.ports.bind_address())?;
+        }
         let ports = self.bridge.ports.take()?;
         // SSRCs from a per-conference xorshift: distinct per leg, unpredictable enough for
         // loop detection (not a security property).
@@ -664,6 +721,10 @@ impl ConferenceTask {
             self.ssrc_seed as u32,
         )?;
         let id = self.conference.join(request.options)?;
+        let mut leg = leg;
+        let sockets = [(Port::Rtp, leg.ports.rtp.clone()), (Port::Rtcp, leg.ports.rtcp.clone())];
+        let peer = request.remote.filter(|_| self.bridge.config.strict_source).map(|r| r.ip());
+        leg.reader = Some(ReaderLink::start(id, sockets, peer, &self.inbound_tx));
         let local_rtp = leg.local_rtp();
         self.legs.insert(id, leg);
         self.metrics.participants.increment(1.0);
@@ -685,7 +746,8 @@ impl ConferenceTask {
             if send_bye {
                 crate::rtcp::send_bye(&leg);
             }
-            for (total, leg_count) in self.counters.dropped.iter_mut().zip(leg.stats.dropped) {
+            for (total, leg_count) in self.counters.dropped.iter_mut().zip(leg.stats_now().dropped)
+            {
                 *total += leg_count;
             }
         }
@@ -700,12 +762,9 @@ impl ConferenceTask {
 
     fn tick(&mut self, now: Instant) {
         let started = Instant::now();
-        let ConferenceTask { legs, conference, recv_buf, .. } = self;
+        let ConferenceTask { legs, conference, .. } = self;
         let mut decodes = 0u32;
         for (&id, leg) in legs.iter_mut() {
-            let before = leg.stats.packets_in;
-            leg.receive(now, recv_buf, crate::rtcp::on_rtcp);
-            self.metrics.packets_in.increment(leg.stats.packets_in - before);
             decodes += u32::from(leg.playout(now, conference, id));
         }
         if let Some(tone) = self.tone.as_mut() {
@@ -804,15 +863,18 @@ impl ConferenceTask {
         let interval = self.bridge.config.rtcp_interval;
         for (&id, leg) in self.legs.iter_mut() {
             let last = leg.last_rx.unwrap_or(leg.joined_at);
-            if leg.bye || timeout.is_some_and(|t| now.saturating_duration_since(last) > t) {
+            if leg.bye
+                || leg.unreachable
+                || timeout.is_some_and(|t| now.saturating_duration_since(last) > t)
+            {
                 self.leaving.push(id);
                 continue;
             }
             crate::rtcp::maybe_send_report(leg, now, interval);
         }
         while let Some(id) = self.leaving.pop() {
-            let bye = self.legs.get(&id).is_some_and(|l| !l.bye);
-            tracing::info!(participant = %id, "removing participant (RTCP BYE or inactivity)");
+            let bye = self.legs.get(&id).is_some_and(|l| !l.bye && !l.unreachable);
+            tracing::info!(participant = %id, "removing participant (RTCP BYE, ICMP unreachable or inactivity)");
             let _ = self.remove(id, bye);
         }
     }
@@ -851,7 +913,7 @@ impl ConferenceTask {
                     latched: leg.latched,
                     codec: leg.codec,
                     joined_at: leg.joined_wall,
-                    stats: leg.stats,
+                    stats: leg.stats_now(),
                     jitter_depth: leg.jitter().depth() as u32,
                     jitter: leg.jitter().stats(),
                     audio_level: leg.last_audio_level,
@@ -865,7 +927,7 @@ impl ConferenceTask {
         counters.mixer_groups = self.conference.group_count() as u32;
         counters.relationships = self.conference.relationship_count() as u32;
         for leg in self.legs.values() {
-            for (total, leg_count) in counters.dropped.iter_mut().zip(leg.stats.dropped) {
+            for (total, leg_count) in counters.dropped.iter_mut().zip(leg.stats_now().dropped) {
                 *total += leg_count;
             }
         }
@@ -903,4 +965,24 @@ impl ConferenceTask {
         snapshot.relationships.clear();
         self.snapshot_tx.send_replace(Arc::new(snapshot));
     }
+}
+
+/// A remote the bridge will send to: not unspecified, multicast or broadcast (the bridge
+/// must not be pointed at a whole network), and of the bind address's family (an IPv6 peer
+/// on an IPv4 bind would only ever fail to send).
+fn check_remote(remote: SocketAddr, bind: IpAddr) -> Result<(), RuntimeError> {
+    let ip = remote.ip();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_unspecified() || ip.is_multicast() || broadcast || remote.port() == 0 {
+        return Err(RuntimeError::InvalidRequest(
+            "remote must be a unicast address with a port (not unspecified, multicast or broadcast)",
+        ));
+    }
+    let dual_stack = matches!(bind, IpAddr::V6(v6) if v6.is_unspecified());
+    if ip.is_ipv4() != bind.is_ipv4() && !dual_stack {
+        return Err(RuntimeError::InvalidRequest(
+            "remote's address family differs from the RTP bind address's",
+        ));
+    }
+    Ok(())
 }

@@ -25,11 +25,14 @@ pub enum DropReason {
     BadRtcp,
     /// The socket reported an error.
     SocketError,
+    /// Over its source's budget (a flood), or the conference's inbound queue was full: the
+    /// reader dropped it before the leg saw it.
+    OverBudget,
 }
 
 impl DropReason {
     /// Every reason, for metrics registration.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Malformed,
         DropReason::Oversized,
         DropReason::WrongSource,
@@ -40,6 +43,7 @@ impl DropReason {
         DropReason::Undecodable,
         DropReason::BadRtcp,
         DropReason::SocketError,
+        DropReason::OverBudget,
     ];
 
     /// A short label (Prometheus `reason`).
@@ -55,6 +59,7 @@ impl DropReason {
             DropReason::Undecodable => "undecodable",
             DropReason::BadRtcp => "bad_rtcp",
             DropReason::SocketError => "socket_error",
+            DropReason::OverBudget => "over_budget",
         }
     }
 }
@@ -86,7 +91,7 @@ pub struct LegStats {
     /// RTCP packets received.
     pub rtcp_in: u64,
     /// Dropped datagrams, by reason (indexed like [`DropReason::ALL`]).
-    pub dropped: [u64; 10],
+    pub dropped: [u64; 11],
 }
 
 impl LegStats {
@@ -152,7 +157,7 @@ pub struct ConferenceCounters {
     /// Packets sent so far.
     pub packets_out: u64,
     /// Datagrams dropped so far, all legs (including legs that left), by reason.
-    pub dropped: [u64; 10],
+    pub dropped: [u64; 11],
     /// Live legs (each holds a socket pair, a decoder and a jitter buffer), as of the
     /// publication: what a leak check counts.
     pub legs: u32,
