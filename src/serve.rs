@@ -70,6 +70,8 @@ async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyho
     bridge_config.audio_level_ext = audio_level_ext;
     bridge_config.strict_source = config.strict_source;
     bridge_config.quiet_decode_interval = config.quiet_decode_interval;
+    // Conferences never tick on the threads that serve HTTP.
+    bridge_config.media_threads = config.media_threads.max(1);
     bridge_config.inactivity_timeout = (config.inactivity_timeout_secs > 0)
         .then(|| Duration::from_secs(config.inactivity_timeout_secs));
     let bridge = Bridge::new(bridge_config).context("setting up the RTP port range")?;

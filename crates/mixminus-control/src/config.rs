@@ -11,6 +11,7 @@
 //! strict_source = true            # latch only onto the host a join named (false behind NAT)
 //! quiet_decode_interval = 1       # n > 1: decode quiet participants every n-th frame only
 //! cors_origins = ["*"]            # browsers may call the API from: "*" (crossbar's), a list, or []
+//! media_threads = 2               # threads conferences tick on, apart from HTTP (default: CPUs)
 //!
 //! [[tokens]]
 //! token = "a-long-random-secret"
@@ -62,6 +63,9 @@ pub struct Config {
     /// The origins a browser may call the API from (CORS): `["*"]` for any (crossbar's
     /// behaviour, the default), a list of origins, or `[]` for no CORS headers.
     pub cors_origins: Vec<String>,
+    /// Threads of the media runtime every conference ticks on, apart from the threads that
+    /// serve HTTP (at least 1).
+    pub media_threads: usize,
     /// API tokens and the accounts each grants.
     pub tokens: Vec<TokenConfig>,
     /// Log settings.
@@ -81,6 +85,7 @@ impl Default for Config {
             strict_source: true,
             quiet_decode_interval: 1,
             cors_origins: vec!["*".into()],
+            media_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             tokens: Vec::new(),
             logging: LoggingConfig::default(),
         }
@@ -143,6 +148,9 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "cors_origins must be \"*\" or origins like \"https://ui.example.com\"",
             ));
+        }
+        if !(1..=256).contains(&self.media_threads) {
+            return Err(ConfigError::Invalid("media_threads must be 1..=256"));
         }
         if self.tokens.iter().any(|t| t.token.expose().is_empty()) {
             return Err(ConfigError::Invalid("tokens.token must not be empty"));

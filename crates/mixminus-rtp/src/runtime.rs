@@ -88,6 +88,11 @@ pub struct BridgeConfig {
     /// decode cost of a large, mostly quiet conference about fourfold, and talk onset is seen
     /// up to n − 1 frames later. No effect with the gate off (threshold 0).
     pub quiet_decode_interval: u32,
+    /// Threads of the bridge's own media runtime, on which every conference ticks and every
+    /// socket is read, apart from the caller's runtime (which serves HTTP, say): a slow or
+    /// busy control plane then cannot delay a tick. 0 runs conferences on the caller's
+    /// runtime instead (an embedder that wants one runtime). Default: one per CPU.
+    pub media_threads: usize,
 }
 
 impl Default for BridgeConfig {
@@ -103,6 +108,7 @@ impl Default for BridgeConfig {
             audio_level_ext: None,
             strict_source: true,
             quiet_decode_interval: 1,
+            media_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -218,8 +224,9 @@ pub struct LegSnapshot {
 pub struct Snapshot {
     /// Every participant, by id.
     pub participants: Vec<LegSnapshot>,
-    /// Every relationship record `(P, O, value)`.
-    pub relationships: Vec<(ParticipantId, ParticipantId, Relationship)>,
+    /// Every relationship record `(P, O, value)`, sorted. Shared between snapshots: it is
+    /// rebuilt only when a command changed the matrix, never on the periodic publication.
+    pub relationships: Arc<Vec<(ParticipantId, ParticipantId, Relationship)>>,
     /// Counters.
     pub counters: ConferenceCounters,
     /// The loudest talker.
@@ -230,11 +237,35 @@ pub struct Snapshot {
     pub stopped: bool,
 }
 
-/// A bridge: the port range and the conferences running on it.
+/// A bridge: the port range, the media threads and the conferences running on them.
+///
+/// Dropping the last clone stops the media threads, and with them every conference still
+/// running on them (without BYEs: stop conferences first for a clean end).
 #[derive(Debug, Clone)]
 pub struct Bridge {
+    shared: Shared,
+    media: Option<Arc<MediaThreads>>,
+}
+
+/// What a conference task needs of its bridge (not the media runtime it runs on, so the
+/// last task never drops its own runtime).
+#[derive(Debug, Clone)]
+struct Shared {
     ports: PortPool,
     config: Arc<BridgeConfig>,
+}
+
+/// The bridge's own tokio runtime; shut down without blocking when the bridge goes, since
+/// a bridge may be dropped inside another runtime.
+#[derive(Debug)]
+struct MediaThreads(Option<tokio::runtime::Runtime>);
+
+impl Drop for MediaThreads {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Bridge {
@@ -252,15 +283,26 @@ impl Bridge {
         if !(1..=50).contains(&config.quiet_decode_interval) {
             return Err(RuntimeError::InvalidConfig("quiet_decode_interval must be 1..=50"));
         }
-        Ok(Self { ports, config: Arc::new(config) })
+        let media = match config.media_threads {
+            0 => None,
+            n => Some(Arc::new(MediaThreads(Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(n)
+                    .thread_name("mixminus-media")
+                    .enable_all()
+                    .build()?,
+            )))),
+        };
+        Ok(Self { shared: Shared { ports, config: Arc::new(config) }, media })
     }
 
     /// The bridge's settings.
     pub fn config(&self) -> &BridgeConfig {
-        &self.config
+        &self.shared.config
     }
 
-    /// Starts a conference task on the current tokio runtime.
+    /// Starts a conference task on the bridge's media threads (on the current tokio runtime
+    /// when `media_threads` is 0).
     pub fn start_conference(
         &self,
         settings: ConferenceSettings,
@@ -269,26 +311,29 @@ impl Bridge {
         let fade = core.sample_rate.hz() as usize * settings.onset_fade_ms as usize / 1000;
         core.onset_fade_samples = fade.min(core.frame_samples());
         let conference = Conference::new(core)?;
-        let (commands, command_rx) = mpsc::channel(self.config.command_queue);
+        let (commands, command_rx) = mpsc::channel(self.shared.config.command_queue);
         let (snapshot_tx, snapshot) = watch::channel(Arc::new(Snapshot::default()));
         let (events, _) = broadcast::channel(1024);
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let task = ConferenceTask::new(
             conference,
             settings,
-            self.clone(),
+            self.shared.clone(),
             snapshot_tx,
             events.clone(),
             inbound_tx,
         )?;
-        tokio::spawn(task.run(command_rx, inbound_rx));
+        match self.media.as_deref().and_then(|m| m.0.as_ref()) {
+            Some(media) => drop(media.spawn(task.run(command_rx, inbound_rx))),
+            None => drop(tokio::spawn(task.run(command_rx, inbound_rx))),
+        }
         metrics::gauge!("mixminus_conferences").increment(1.0);
         Ok(ConferenceHandle { commands, snapshot, events })
     }
 
     /// Port pairs bound now, across all conferences.
     pub fn ports_in_use(&self) -> usize {
-        self.ports.in_use()
+        self.shared.ports.in_use()
     }
 }
 
@@ -466,7 +511,7 @@ struct ConferenceTask {
     conference: Conference,
     inbound_tx: mpsc::Sender<Inbound>,
     settings: ConferenceSettings,
-    bridge: Bridge,
+    bridge: Shared,
     legs: HashMap<ParticipantId, Leg>,
     fanout: Fanout,
     tone: Option<TonePlayer>,
@@ -480,6 +525,9 @@ struct ConferenceTask {
     ticks_since_snapshot: u32,
     ssrc_seed: u64,
     leaving: Vec<ParticipantId>,
+    /// The last relationship list published, and whether the matrix changed since.
+    relationships: Arc<Vec<(ParticipantId, ParticipantId, Relationship)>>,
+    relationships_changed: bool,
     dropped_reported: [u64; 11],
 }
 
@@ -487,7 +535,7 @@ impl ConferenceTask {
     fn new(
         mut conference: Conference,
         settings: ConferenceSettings,
-        bridge: Bridge,
+        bridge: Shared,
         snapshot_tx: watch::Sender<Arc<Snapshot>>,
         events: broadcast::Sender<Event>,
         inbound_tx: mpsc::Sender<Inbound>,
@@ -521,6 +569,8 @@ impl ConferenceTask {
             ticks_since_snapshot: 0,
             ssrc_seed: seed | 1,
             leaving: Vec::new(),
+            relationships: Arc::default(),
+            relationships_changed: false,
             dropped_reported: [0; 11],
         })
     }
@@ -614,6 +664,7 @@ impl ConferenceTask {
                 self.answer(reply, result);
             }
             Command::Relate { participants, others, relationship, reply } => {
+                self.relationships_changed = true;
                 let result = self.check_public(participants.iter().chain(&others)).and_then(|()| {
                     Ok(self.conference.relate(&participants, &others, relationship)?)
                 });
@@ -742,6 +793,7 @@ impl ConferenceTask {
         let ghost = self.conference.participant(id).is_some_and(|p| p.ghost);
         self.conference.leave(id)?;
         self.fanout.forget(id);
+        self.relationships_changed = true;
         if let Some(leg) = self.legs.remove(&id) {
             if send_bye {
                 crate::rtcp::send_bye(&leg);
@@ -940,13 +992,25 @@ impl ConferenceTask {
         }
         let snapshot = Snapshot {
             participants,
-            relationships: self.conference.relationships(),
+            relationships: self.relationships(),
             counters,
             floor: self.conference.floor(),
             started_at: Some(self.started_at),
             stopped: false,
         };
         self.snapshot_tx.send_replace(Arc::new(snapshot));
+    }
+
+    /// The relationship records for a snapshot: the last list while the matrix is
+    /// unchanged (a relate or a leave marks it changed), so the periodic publication costs
+    /// nothing per record.
+    fn relationships(&mut self) -> Arc<Vec<(ParticipantId, ParticipantId, Relationship)>> {
+        let count = self.conference.relationship_count();
+        if self.relationships_changed || self.relationships.len() != count {
+            self.relationships = Arc::new(self.conference.relationships());
+            self.relationships_changed = false;
+        }
+        self.relationships.clone()
     }
 
     fn shutdown(&mut self) {
@@ -962,7 +1026,7 @@ impl ConferenceTask {
         let mut snapshot = (**self.snapshot_tx.borrow()).clone();
         snapshot.stopped = true;
         snapshot.participants.clear();
-        snapshot.relationships.clear();
+        snapshot.relationships = Arc::default();
         self.snapshot_tx.send_replace(Arc::new(snapshot));
     }
 }
