@@ -72,6 +72,8 @@ async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyho
     bridge_config.quiet_decode_interval = config.quiet_decode_interval;
     // Conferences never tick on the threads that serve HTTP.
     bridge_config.media_threads = config.media_threads.max(1);
+    bridge_config.remote_allow = config.remote_allow.clone();
+    bridge_config.remote_deny = config.remote_deny.clone();
     bridge_config.inactivity_timeout = (config.inactivity_timeout_secs > 0)
         .then(|| Duration::from_secs(config.inactivity_timeout_secs));
     let bridge = Bridge::new(bridge_config).context("setting up the RTP port range")?;

@@ -12,6 +12,8 @@
 //! quiet_decode_interval = 1       # n > 1: decode quiet participants every n-th frame only
 //! cors_origins = ["*"]            # browsers may call the API from: "*" (crossbar's), a list, or []
 //! media_threads = 2               # threads conferences tick on, apart from HTTP (default: CPUs)
+//! remote_allow = ["198.51.100.0/24"]  # joins may name only these remotes (default: any)
+//! remote_deny = ["10.0.0.0/8"]    # joins may not name these (0.0.0.0, multicast, broadcast: never)
 //!
 //! [[tokens]]
 //! token = "a-long-random-secret"
@@ -66,6 +68,11 @@ pub struct Config {
     /// Threads of the media runtime every conference ticks on, apart from the threads that
     /// serve HTTP (at least 1).
     pub media_threads: usize,
+    /// When not empty, the only address ranges a join may name as its remote.
+    pub remote_allow: Vec<mixminus_rtp::IpNet>,
+    /// Address ranges a join may not name as its remote (unspecified, multicast and
+    /// broadcast addresses are always refused).
+    pub remote_deny: Vec<mixminus_rtp::IpNet>,
     /// API tokens and the accounts each grants.
     pub tokens: Vec<TokenConfig>,
     /// Log settings.
@@ -86,6 +93,8 @@ impl Default for Config {
             quiet_decode_interval: 1,
             cors_origins: vec!["*".into()],
             media_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            remote_allow: Vec::new(),
+            remote_deny: Vec::new(),
             tokens: Vec::new(),
             logging: LoggingConfig::default(),
         }
@@ -301,6 +310,8 @@ mod tests {
             listen = "0.0.0.0:8000"
             rtp_bind = "127.0.0.1"
             rtp_ports = "30000-30099"
+            remote_deny = ["10.0.0.0/8", "fd00::/8"]
+            media_threads = 1
             [[tokens]]
             token = "s3cret-token"
             accounts = "all"
@@ -312,6 +323,8 @@ mod tests {
         "#;
         let c = Config::from_toml(text).unwrap();
         assert_eq!(c.rtp_ports, PortRange { low: 30_000, high: 30_099 });
+        assert!(c.remote_deny[0].contains(&"10.1.2.3".parse::<IpAddr>().unwrap()));
+        assert_eq!(c.media_threads, 1);
         assert_eq!(c.tokens[0].accounts, AccountScope::All);
         assert!(c.tokens[1].accounts.grants("acc1"));
         assert!(!c.tokens[1].accounts.grants("acc2"));
@@ -322,6 +335,8 @@ mod tests {
     fn refuses_bad_values() {
         assert!(Config::from_toml("rtp_ports = \"5-4\"").is_err());
         assert!(Config::from_toml("nonsense = 1").is_err());
+        assert!(Config::from_toml("remote_deny = [\"10.0.0.0/33\"]").is_err());
+        assert!(Config::from_toml("media_threads = 0").is_err());
         assert!(Config::from_toml("[[tokens]]\ntoken = \"\"\naccounts = \"all\"").is_err());
         assert!(Config::from_toml("[[tokens]]\ntoken = \"x\"\naccounts = \"some\"").is_err());
         assert!(Config::from_toml("cors_origins = [\"ui.example.com\"]").is_err());

@@ -720,6 +720,9 @@ impl From<mixminus_rtp::RuntimeError> for ApiError {
             R::Core(other) => ApiError::Internal(other.to_string()),
             R::Closed => ApiError::NotFound { kind: "conference", id: "(stopped)".into() },
             R::NoFreePorts => ApiError::Unavailable("no free RTP port pair".into()),
+            R::Io(e) if e.raw_os_error().is_some_and(|c| matches!(c, 23 | 24 | 105 | 12)) => {
+                ApiError::Unavailable(format!("out of sockets or memory: {e}"))
+            }
             R::InvalidRequest(field) => ApiError::invalid("rtp", "format", field),
             R::Codec(e) => ApiError::invalid("rtp.codec", "enum", e.to_string()),
             other => ApiError::Internal(other.to_string()),

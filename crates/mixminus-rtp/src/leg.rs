@@ -65,6 +65,8 @@ pub(crate) struct Leg {
     pub(crate) joined_wall: std::time::SystemTime,
     pub(crate) last_rx: Option<Instant>,
     pub(crate) bye: bool,
+    /// Whether the peer was heard from recently enough to send to it.
+    consent: bool,
     /// ICMP unreachable came back from the connected peer: the leg stops.
     pub(crate) unreachable: bool,
     pub(crate) last_report: Option<Instant>,
@@ -138,6 +140,7 @@ impl Leg {
             joined_wall: std::time::SystemTime::now(),
             last_rx: None,
             bye: false,
+            consent: false,
             unreachable: false,
             last_report: None,
             stats: LegStats::default(),
@@ -153,9 +156,19 @@ impl Leg {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.ports.port())))
     }
 
-    /// Where the mix is sent: the address given at join, else the latched source.
+    /// Where the mix is sent: the address given at join, else the latched source — and
+    /// only while the peer consents (see [`refresh_consent`](Self::refresh_consent)).
     pub(crate) fn destination(&self) -> Option<SocketAddr> {
-        self.remote.or(self.latched)
+        self.remote.or(self.latched).filter(|_| self.consent)
+    }
+
+    /// Consent to send, in the spirit of RFC 7675: a leg sends (media, reports, BYE) only
+    /// while it has received RTP or RTCP from its peer within [`CONSENT_WINDOW`]. Before the
+    /// peer's first packet it sends nothing, so a join naming a third party's address makes
+    /// the bridge send that party nothing at all. Called every tick, before sending.
+    pub(crate) fn refresh_consent(&mut self, now: Instant) {
+        self.consent =
+            self.last_rx.is_some_and(|last| now.saturating_duration_since(last) < CONSENT_WINDOW);
     }
 
     /// Takes one datagram that arrived at `now` from `from` on `port`: RTP goes through
@@ -173,7 +186,7 @@ impl Leg {
             return None;
         }
         if port == Port::Rtcp || is_rtcp(datagram) {
-            crate::rtcp::on_rtcp(self, now, datagram, from);
+            crate::rtcp::on_rtcp(self, now, datagram, from, port == Port::Rtp);
             return None;
         }
         let latched = self.latched.is_none();
@@ -323,6 +336,16 @@ impl Leg {
         false
     }
 
+    /// A send failed: ICMP unreachable from the peer (reported on the connected socket)
+    /// ends the leg; anything else is counted.
+    pub(crate) fn on_send_error(&mut self, error: &std::io::Error) {
+        if crate::receive::is_unreachable(error) {
+            self.unreachable = true;
+        } else {
+            self.stats.drop(DropReason::SocketError);
+        }
+    }
+
     /// Writes this leg's next RTP packet carrying `payload` into `buf`.
     pub(crate) fn packetise(&mut self, payload: &[u8], buf: &mut Vec<u8>) {
         buf.clear();
@@ -349,6 +372,9 @@ impl Leg {
     }
 
     pub(crate) fn rtcp_destination(&self) -> Option<SocketAddr> {
+        if !self.consent {
+            return None;
+        }
         self.rtcp_remote.or_else(|| {
             let rtp = self.destination()?;
             Some(if self.rtcp_mux {
@@ -367,6 +393,11 @@ impl Leg {
         } else {
             &self.ports.rtcp
         }
+    }
+
+    /// Where RTCP goes, consent or not (the address RTCP from the peer may come from).
+    pub(crate) fn rtcp_destination_any(&self) -> Option<SocketAddr> {
+        self.rtcp_remote
     }
 
     pub(crate) fn learn_rtcp_source(&mut self, from: SocketAddr) {
@@ -391,6 +422,9 @@ impl Leg {
         &self.jitter
     }
 }
+
+/// How long consent lasts after the peer's last packet (RFC 7675's consent expiry).
+pub(crate) const CONSENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// RFC 6464 levels at or below −this dBov count as silence (level 127 is digital silence).
 const SILENT_DBOV: u8 = 70;

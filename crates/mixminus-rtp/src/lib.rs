@@ -107,6 +107,7 @@ pub use codec::{
     new_decoder, new_encoder, AudioDecoder, AudioEncoder, CodecError, CodecKind, CodecParams,
     CodecSettings, OpusFmtp, MAX_PAYLOAD,
 };
+pub use ipnet::IpNet;
 pub use jitter::{InsertOutcome, JitterBuffer, JitterConfig, JitterStats, Playout};
 pub use packet::{
     is_one_byte_extension_id, is_rtcp, write_rtp_header, write_rtp_header_with_audio_level,

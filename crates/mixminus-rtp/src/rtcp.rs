@@ -23,6 +23,8 @@ pub struct RtcpSummary {
     pub bye: Vec<u32>,
     /// The sender of a sender report, if one was present.
     pub sender_report_ssrc: Option<u32>,
+    /// The sender of a receiver report, if one was present.
+    pub receiver_report_ssrc: Option<u32>,
     /// (source, fraction lost /256, cumulative lost, jitter) from reception reports.
     pub reception: Vec<(u32, u8, u32, u32)>,
 }
@@ -79,6 +81,7 @@ pub fn parse_rtcp(datagram: &[u8]) -> Result<RtcpSummary, RtcpError> {
                 summary.sender_report_ssrc = Some(sr.ssrc);
                 summary.reception.extend(sr.reports.iter().take(32).map(reception));
             } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                summary.receiver_report_ssrc = Some(rr.ssrc);
                 summary.reception.extend(rr.reports.iter().take(32).map(reception));
             }
         }
@@ -92,12 +95,30 @@ fn reception(r: &ReceptionReport) -> (u32, u8, u32, u32) {
     (r.ssrc, r.fraction_lost, r.total_lost, r.jitter)
 }
 
-/// Handles one RTCP datagram from the peer (on the RTCP port or muxed on the RTP port).
-pub(crate) fn on_rtcp(leg: &mut Leg, now: Instant, datagram: &[u8], from: SocketAddr) {
-    // RTCP is only trusted from the peer's address (the latched RTP source's host, or the
-    // remote given at join). Until one is known nobody is the peer: a stranger's BYE must
-    // not end a leg that has not sent yet, nor its RTCP redirect our reports.
-    if leg.latched.or(leg.remote).is_none_or(|peer| peer.ip() != from.ip()) {
+/// Handles one RTCP datagram from the peer (on the RTCP port, or on the RTP port when
+/// `muxed`).
+///
+/// RTCP is trusted only from the peer's transport address and only about the peer's own
+/// stream: the leg must have latched (so its peer and SSRC are known); muxed RTCP must come
+/// from the latched address itself, RTCP on its own port from the latched address, its
+/// port + 1, or the address our reports go to; and the packet must speak for the latched
+/// SSRC (its sender report, receiver report or BYE names it). Anything else is dropped as
+/// `wrong_source`: a stranger — or another process on the peer's host — can neither end the
+/// leg with a BYE nor redirect our reports.
+pub(crate) fn on_rtcp(leg: &mut Leg, now: Instant, datagram: &[u8], from: SocketAddr, muxed: bool) {
+    let (Some(latched), Some(ssrc)) = (leg.latched, leg.ssrc_in()) else {
+        leg.stats.drop(DropReason::WrongSource);
+        return;
+    };
+    let from_peer = if muxed {
+        from == latched
+    } else {
+        // The peer's RTCP port (its RTP port + 1), or its RTP socket itself (symmetric
+        // RTCP from the one socket), or where our reports go.
+        let next_port = SocketAddr::new(latched.ip(), latched.port().wrapping_add(1));
+        from == next_port || from == latched || leg.rtcp_destination_any() == Some(from)
+    };
+    if !from_peer {
         leg.stats.drop(DropReason::WrongSource);
         return;
     }
@@ -105,10 +126,17 @@ pub(crate) fn on_rtcp(leg: &mut Leg, now: Instant, datagram: &[u8], from: Socket
         leg.stats.drop(DropReason::BadRtcp);
         return;
     };
+    let speaks_for_peer = summary.sender_report_ssrc == Some(ssrc)
+        || summary.receiver_report_ssrc == Some(ssrc)
+        || summary.bye.contains(&ssrc);
+    if !speaks_for_peer {
+        leg.stats.drop(DropReason::WrongSource);
+        return;
+    }
     leg.stats.rtcp_in += 1;
     leg.learn_rtcp_source(from);
     leg.last_rx = Some(now);
-    if !summary.bye.is_empty() && leg.ssrc_in().is_none_or(|ssrc| summary.bye.contains(&ssrc)) {
+    if summary.bye.contains(&ssrc) {
         leg.bye = true;
     }
 }
@@ -148,7 +176,9 @@ pub(crate) fn maybe_send_report(leg: &mut Leg, now: Instant, interval: Duration)
         profile_extensions: Bytes::new(),
     };
     if let Ok(bytes) = rtcp::packet::marshal(&[Box::new(report)]) {
-        let _ = leg.rtcp_socket().try_send_to(&bytes, destination);
+        if let Err(error) = leg.rtcp_socket().try_send_to(&bytes, destination) {
+            leg.on_send_error(&error);
+        }
     }
 }
 
@@ -212,7 +242,8 @@ mod tests {
         let rr = ReceiverReport { ssrc: 5, reports: vec![], ..Default::default() };
         let mut compound = rtcp::packet::marshal(&[Box::new(rr)]).unwrap().to_vec();
         compound.extend_from_slice(&nack);
-        assert_eq!(parse_rtcp(&compound), Ok(RtcpSummary::default()));
+        let rr_only = RtcpSummary { receiver_report_ssrc: Some(5), ..Default::default() };
+        assert_eq!(parse_rtcp(&compound), Ok(rr_only));
         assert_eq!(parse_rtcp(&nack), Ok(RtcpSummary::default()));
     }
 

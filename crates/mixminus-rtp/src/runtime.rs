@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use ipnet::IpNet;
 use mixminus_core::{
     Conference, ConferenceConfig, Event, Gain, JoinOptions, ParticipantId, ParticipantInfo,
     Relationship,
@@ -93,6 +94,11 @@ pub struct BridgeConfig {
     /// busy control plane then cannot delay a tick. 0 runs conferences on the caller's
     /// runtime instead (an embedder that wants one runtime). Default: one per CPU.
     pub media_threads: usize,
+    /// Remotes a join may name: when not empty, only addresses inside one of these ranges.
+    pub remote_allow: Vec<IpNet>,
+    /// Remotes a join may not name (checked after `remote_allow`), e.g. the bridge's own
+    /// networks. Unspecified, multicast and broadcast addresses are always refused.
+    pub remote_deny: Vec<IpNet>,
 }
 
 impl Default for BridgeConfig {
@@ -109,6 +115,8 @@ impl Default for BridgeConfig {
             strict_source: true,
             quiet_decode_interval: 1,
             media_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            remote_allow: Vec::new(),
+            remote_deny: Vec::new(),
         }
     }
 }
@@ -742,7 +750,7 @@ impl ConferenceTask {
             return Err(RuntimeError::InvalidRequest("audio_level_ext must be 1..=14"));
         }
         if let Some(remote) = request.remote {
-            check_remote(remote, self.bridge.ports.bind_address())?;
+            check_remote(remote, self.bridge.ports.bind_address(), &self.bridge.config)?;
         }
         let ports = self.bridge.ports.take()?;
         // SSRCs from a per-conference xorshift: distinct per leg, unpredictable enough for
@@ -817,6 +825,7 @@ impl ConferenceTask {
         let ConferenceTask { legs, conference, .. } = self;
         let mut decodes = 0u32;
         for (&id, leg) in legs.iter_mut() {
+            leg.refresh_consent(now);
             decodes += u32::from(leg.playout(now, conference, id));
         }
         if let Some(tone) = self.tone.as_mut() {
@@ -899,7 +908,7 @@ impl ConferenceTask {
                     leg.stats.bytes_out += n as u64;
                     sent += 1;
                 }
-                Err(_) => leg.stats.drop(DropReason::SocketError),
+                Err(error) => leg.on_send_error(&error),
             }
         }
         for leg in self.legs.values_mut().filter(|leg| leg.destination().is_none()) {
@@ -1034,7 +1043,11 @@ impl ConferenceTask {
 /// A remote the bridge will send to: not unspecified, multicast or broadcast (the bridge
 /// must not be pointed at a whole network), and of the bind address's family (an IPv6 peer
 /// on an IPv4 bind would only ever fail to send).
-fn check_remote(remote: SocketAddr, bind: IpAddr) -> Result<(), RuntimeError> {
+fn check_remote(
+    remote: SocketAddr,
+    bind: IpAddr,
+    config: &BridgeConfig,
+) -> Result<(), RuntimeError> {
     let ip = remote.ip();
     let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
     if ip.is_unspecified() || ip.is_multicast() || broadcast || remote.port() == 0 {
@@ -1047,6 +1060,11 @@ fn check_remote(remote: SocketAddr, bind: IpAddr) -> Result<(), RuntimeError> {
         return Err(RuntimeError::InvalidRequest(
             "remote's address family differs from the RTP bind address's",
         ));
+    }
+    let allowed =
+        config.remote_allow.is_empty() || config.remote_allow.iter().any(|net| net.contains(&ip));
+    if !allowed || config.remote_deny.iter().any(|net| net.contains(&ip)) {
+        return Err(RuntimeError::InvalidRequest("remote is outside the allowed address ranges"));
     }
     Ok(())
 }
