@@ -9,9 +9,6 @@ use mixminus_rtp::{Bridge, BridgeConfig};
 
 use crate::ServeArgs;
 
-/// How long open connections (event streams) get to finish after a shutdown signal.
-const DRAIN: Duration = Duration::from_secs(10);
-
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
@@ -90,23 +87,15 @@ async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyho
     tracing::info!(listen = %config.listen, rtp_bind = %config.rtp_bind,
         rtp_ports = %config.rtp_ports, "mixminus serving");
 
-    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let stopping = registry.clone();
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down: ending every conference");
         // Ending the conferences sends every participant an RTCP BYE and closes the event
-        // streams, so the server can drain.
+        // streams, so the server can drain (for at most `HttpLimits::drain`).
         stopping.stop_all().await;
-        let _ = stopped_tx.send(());
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    tokio::select! {
-        result = server => result.context("HTTP server")?,
-        _ = async { let _ = stopped_rx.await; tokio::time::sleep(DRAIN).await } => {
-            tracing::warn!("connections still open after {DRAIN:?}: closing them");
-        }
-    }
+    mixminus_control::server::serve(listener, app, config.http_limits(), shutdown).await;
     registry.stop_all().await;
     tracing::info!("stopped");
     Ok(())

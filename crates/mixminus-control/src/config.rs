@@ -12,6 +12,10 @@
 //! quiet_decode_interval = 1       # n > 1: decode quiet participants every n-th frame only
 //! cors_origins = ["*"]            # browsers may call the API from: "*" (crossbar's), a list, or []
 //! media_threads = 2               # threads conferences tick on, apart from HTTP (default: CPUs)
+//! http_header_timeout_secs = 10   # a request head must arrive within; also the idle keep-alive
+//! http_body_timeout_secs = 10     # a request body must arrive within
+//! http_max_connections = 4096     # more get 503 at once
+//! http_max_connections_per_ip = 256
 //! remote_allow = ["198.51.100.0/24"]  # joins may name only these remotes (default: any)
 //! remote_deny = ["10.0.0.0/8"]    # joins may not name these (0.0.0.0, multicast, broadcast: never)
 //!
@@ -68,6 +72,15 @@ pub struct Config {
     /// Threads of the media runtime every conference ticks on, apart from the threads that
     /// serve HTTP (at least 1).
     pub media_threads: usize,
+    /// Seconds for a request head to arrive (and for an idle keep-alive connection to
+    /// send its next request).
+    pub http_header_timeout_secs: u64,
+    /// Seconds for a request body to arrive.
+    pub http_body_timeout_secs: u64,
+    /// HTTP connections open at once; more are answered 503 and closed.
+    pub http_max_connections: usize,
+    /// HTTP connections open at once from one IP address.
+    pub http_max_connections_per_ip: usize,
     /// When not empty, the only address ranges a join may name as its remote.
     pub remote_allow: Vec<mixminus_rtp::IpNet>,
     /// Address ranges a join may not name as its remote (unspecified, multicast and
@@ -93,6 +106,10 @@ impl Default for Config {
             quiet_decode_interval: 1,
             cors_origins: vec!["*".into()],
             media_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            http_header_timeout_secs: 10,
+            http_body_timeout_secs: 10,
+            http_max_connections: 4_096,
+            http_max_connections_per_ip: 256,
             remote_allow: Vec::new(),
             remote_deny: Vec::new(),
             tokens: Vec::new(),
@@ -122,6 +139,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The HTTP server's limits from this configuration.
+    pub fn http_limits(&self) -> crate::server::HttpLimits {
+        let mut limits = crate::server::HttpLimits::default();
+        limits.header_timeout = std::time::Duration::from_secs(self.http_header_timeout_secs);
+        limits.body_timeout = std::time::Duration::from_secs(self.http_body_timeout_secs);
+        limits.max_connections = self.http_max_connections;
+        limits.max_connections_per_ip = self.http_max_connections_per_ip;
+        limits
+    }
+
     /// Parses and checks a TOML configuration.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text)?;
@@ -157,6 +184,14 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "cors_origins must be \"*\" or origins like \"https://ui.example.com\"",
             ));
+        }
+        if !(1..=3600).contains(&self.http_header_timeout_secs)
+            || !(1..=3600).contains(&self.http_body_timeout_secs)
+        {
+            return Err(ConfigError::Invalid("http_*_timeout_secs must be 1..=3600"));
+        }
+        if self.http_max_connections == 0 || self.http_max_connections_per_ip == 0 {
+            return Err(ConfigError::Invalid("http_max_connections* must be at least 1"));
         }
         if !(1..=256).contains(&self.media_threads) {
             return Err(ConfigError::Invalid("media_threads must be 1..=256"));

@@ -52,6 +52,7 @@ pub mod registry;
 pub mod relate;
 pub mod request;
 pub mod schema;
+pub mod server;
 
 pub use api::Api;
 pub use auth::Auth;
