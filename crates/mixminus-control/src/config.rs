@@ -141,12 +141,13 @@ pub enum ConfigError {
 impl Config {
     /// The HTTP server's limits from this configuration.
     pub fn http_limits(&self) -> crate::server::HttpLimits {
-        let mut limits = crate::server::HttpLimits::default();
-        limits.header_timeout = std::time::Duration::from_secs(self.http_header_timeout_secs);
-        limits.body_timeout = std::time::Duration::from_secs(self.http_body_timeout_secs);
-        limits.max_connections = self.http_max_connections;
-        limits.max_connections_per_ip = self.http_max_connections_per_ip;
-        limits
+        crate::server::HttpLimits {
+            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
+            body_timeout: std::time::Duration::from_secs(self.http_body_timeout_secs),
+            max_connections: self.http_max_connections,
+            max_connections_per_ip: self.http_max_connections_per_ip,
+            ..Default::default()
+        }
     }
 
     /// Parses and checks a TOML configuration.
