@@ -74,7 +74,7 @@ async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyho
     bridge_config.inactivity_timeout = (config.inactivity_timeout_secs > 0)
         .then(|| Duration::from_secs(config.inactivity_timeout_secs));
     let bridge = Bridge::new(bridge_config).context("setting up the RTP port range")?;
-    let registry = Registry::new(bridge, config.max_conferences);
+    let registry = Registry::with_quotas(bridge, config.max_conferences, config.quotas);
     let app = Api::new(registry.clone(), auth)
         .node(config.node.clone())
         .body_limit(config.max_body_bytes)

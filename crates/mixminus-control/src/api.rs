@@ -797,31 +797,36 @@ async fn relate(entry: &ConferenceEntry, request: &RelateRequest) -> Result<(), 
             other => other.into(),
         },
     )?;
+    // Bounded log line: counts and the first few ids, never a whole list.
     tracing::info!(conference = %entry.id(), relationship = relationship_word(rel),
-        participants = ?participants, others = ?others, "related");
+        participants = %summarise(&participants), others = %summarise(&others), "related");
     Ok(())
+}
+
+/// A list of ids for a log line: all of a short one, else the count and the first few.
+fn summarise(ids: &[ParticipantId]) -> String {
+    const SHOWN: usize = 8;
+    let head: Vec<String> = ids.iter().take(SHOWN).map(|id| id.get().to_string()).collect();
+    if ids.len() <= SHOWN {
+        format!("[{}]", head.join(","))
+    } else {
+        format!("[{},… {} ids]", head.join(","), ids.len())
+    }
 }
 
 async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> ApiResult {
     let body = JoinBody::parse(data)?;
-    if entry.is_locked() {
-        return Err(ApiError::Conflict {
-            field: "is_locked".into(),
-            rule: "locked",
-            message: "the conference is locked".into(),
-        });
-    }
     let doc = entry.doc();
-    if !body.ghost {
-        if let Some(limit) = doc.member_limit() {
-            if entry.counted(&entry.handle().snapshot()) >= limit {
-                return Err(ApiError::Conflict {
-                    field: "max_participants".into(),
-                    rule: "max_participants",
-                    message: format!("the conference is full ({limit} participants)"),
-                });
-            }
-        }
+    // The lock and the member limit are decided by the conference task itself, when it
+    // admits the join (atomically with every other join); the account's participant quota
+    // is counted here.
+    let quota = state.0.registry.quotas().participants_per_account;
+    if !body.ghost && state.0.registry.account_participants(entry.account_id()) >= quota {
+        return Err(ApiError::Conflict {
+            field: "participants".into(),
+            rule: "participants_per_account",
+            message: format!("this account may have at most {quota} participants at once"),
+        });
     }
     // Held until the call's metadata is recorded: a second join of the same call waits
     // for no one and is refused.
@@ -856,6 +861,8 @@ async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> A
     let mut request = JoinRequest::new(codec, remote);
     request.options = options;
     request.audio_level_ext = level_ext;
+    request.locked = Some(entry.lock_flag());
+    request.max_members = doc.member_limit();
     if let Some(offer) = &offer {
         // Only what the answer echoes back is honoured, so the two never disagree.
         request.audio_level_ext = offer.audio_level_ext;

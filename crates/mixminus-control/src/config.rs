@@ -19,6 +19,12 @@
 //! remote_allow = ["198.51.100.0/24"]  # joins may name only these remotes (default: any)
 //! remote_deny = ["10.0.0.0/8"]    # joins may not name these (0.0.0.0, multicast, broadcast: never)
 //!
+//! [quotas]                        # per account; a request past one gets a 4xx naming it
+//! conferences_per_account = 100
+//! participants_per_account = 10000
+//! relationships_per_conference = 100000
+//! empty_conference_ttl_secs = 600 # conferences empty this long end; 0 = never
+//!
 //! [[tokens]]
 //! token = "a-long-random-secret"
 //! accounts = "all"                # or a list of account ids
@@ -86,6 +92,8 @@ pub struct Config {
     /// Address ranges a join may not name as its remote (unspecified, multicast and
     /// broadcast addresses are always refused).
     pub remote_deny: Vec<mixminus_rtp::IpNet>,
+    /// What one account may hold.
+    pub quotas: crate::registry::Quotas,
     /// API tokens and the accounts each grants.
     pub tokens: Vec<TokenConfig>,
     /// Log settings.
@@ -112,6 +120,7 @@ impl Default for Config {
             http_max_connections_per_ip: 256,
             remote_allow: Vec::new(),
             remote_deny: Vec::new(),
+            quotas: crate::registry::Quotas::default(),
             tokens: Vec::new(),
             logging: LoggingConfig::default(),
         }

@@ -134,11 +134,25 @@ pub struct Profile {
 /// Largest `max-active-speakers`.
 pub const MAX_ACTIVE_SPEAKERS: u32 = 64;
 
+/// The largest conference document, serialized (a PATCH merged in included).
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
 impl ConferenceDoc {
     /// Parses a document (the request's `data`): Kazoo's `conferences` schema checks it
     /// (see [`crate::schema`]; JavaScript-style strings such as `"true"` or `"5"` are
     /// converted as Kazoo's `fix_js_types` converts them), then the typed values are read.
     pub fn parse(value: &Value) -> Result<Self, ApiError> {
+        // A bound on what a document may grow to: unknown keys are kept, and PATCH merges
+        // into what is there, so without it repeated PATCHes grew one without limit.
+        let size = serde_json::to_vec(value).map_or(usize::MAX, |v| v.len());
+        if size > MAX_DOCUMENT_BYTES {
+            return Err(ApiError::invalid_value(
+                "data",
+                "maxSize",
+                format!("the document would be {size} bytes; at most {MAX_DOCUMENT_BYTES}"),
+                &Value::Null,
+            ));
+        }
         let mut value = value.clone();
         schema::validate(schema::Body::Conference, &mut value)?;
         // The schema guarantees an object and the types of every key read below.

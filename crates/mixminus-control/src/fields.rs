@@ -83,6 +83,16 @@ impl<'a> Obj<'a> {
         let Some(s) = self.str(key)? else { return Ok(None) };
         let n = s.chars().count();
         let value = Value::String(s.to_owned());
+        // Names and ids end up in logs, events and other systems' records: no NUL, no
+        // newlines, no terminal escapes.
+        if s.chars().any(char::is_control) {
+            return Err(ApiError::invalid_value(
+                self.field(key),
+                "pattern",
+                "String must not contain control characters".to_owned(),
+                &value,
+            ));
+        }
         if n < min {
             return Err(ApiError::invalid_value(
                 self.field(key),

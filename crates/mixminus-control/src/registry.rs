@@ -33,6 +33,38 @@ struct Inner {
     bridge: Bridge,
     conferences: DashMap<(String, String), Arc<ConferenceEntry>>,
     max_conferences: usize,
+    quotas: Quotas,
+    /// Whether the expiry sweeper runs (started with the first conference).
+    sweeping: AtomicBool,
+}
+
+/// What one account may hold (TOML `[quotas]`). A request past a quota is refused with a
+/// 4xx naming it, and changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Quotas {
+    /// Conferences one account may run at once.
+    pub conferences_per_account: usize,
+    /// Participants (not ghosts) one account may have across its conferences. Counted from
+    /// the conferences' snapshots at join, so concurrent joins in several conferences of one
+    /// account can overshoot by the joins in flight; per conference the limit is exact.
+    pub participants_per_account: usize,
+    /// Relationship records one conference may hold.
+    pub relationships_per_conference: usize,
+    /// Seconds a conference may stay empty (no participant) before it ends; 0 = never.
+    pub empty_conference_ttl_secs: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            conferences_per_account: 100,
+            participants_per_account: 10_000,
+            relationships_per_conference: 100_000,
+            empty_conference_ttl_secs: 600,
+        }
+    }
 }
 
 /// One running conference.
@@ -44,7 +76,10 @@ pub struct ConferenceEntry {
     /// The document the runtime was started with: what cannot change live comes from it.
     started: ConferenceDoc,
     revision: AtomicU64,
-    locked: AtomicBool,
+    /// Shared with every join request: the conference task reads it when it admits one.
+    locked: Arc<AtomicBool>,
+    /// Since when the conference has had no participant (for expiry).
+    empty_since: Mutex<Option<std::time::Instant>>,
     created_at: SystemTime,
     members: Mutex<HashMap<ParticipantId, ParticipantMeta>>,
     /// Calls whose join is under way (see [`ConferenceEntry::claim_call`]).
@@ -103,7 +138,77 @@ impl ParticipantMeta {
 impl Registry {
     /// A registry starting conferences on `bridge`, at most `max_conferences` at once.
     pub fn new(bridge: Bridge, max_conferences: usize) -> Self {
-        Self { inner: Arc::new(Inner { bridge, conferences: DashMap::new(), max_conferences }) }
+        Self::with_quotas(bridge, max_conferences, Quotas::default())
+    }
+
+    /// A registry with per-account quotas.
+    pub fn with_quotas(bridge: Bridge, max_conferences: usize, quotas: Quotas) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                bridge,
+                conferences: DashMap::new(),
+                max_conferences,
+                quotas,
+                sweeping: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The quotas in force.
+    pub fn quotas(&self) -> Quotas {
+        self.inner.quotas
+    }
+
+    /// Participants (not ghosts) of `account`, across its conferences, as of their
+    /// snapshots.
+    pub fn account_participants(&self, account: &str) -> usize {
+        self.inner
+            .conferences
+            .iter()
+            .filter(|e| e.key().0 == account)
+            .map(|e| e.value().counted(&e.value().handle.snapshot()))
+            .sum()
+    }
+
+    /// Starts the sweeper that ends conferences empty for longer than the quota allows
+    /// (once, on the current runtime; it stops when the registry is dropped).
+    fn start_sweeper(&self) {
+        let ttl = self.inner.quotas.empty_conference_ttl_secs;
+        if ttl == 0 || self.inner.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let ttl = std::time::Duration::from_secs(ttl);
+        let weak = Arc::downgrade(&self.inner);
+        let every = (ttl / 4)
+            .clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(10));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let registry = Registry { inner };
+                for (account, id) in registry.expired(ttl) {
+                    tracing::info!(%account, conference = %id, "ending a conference empty for {ttl:?}");
+                    let _ = registry.remove(&account, &id).await;
+                }
+            }
+        });
+    }
+
+    /// Conferences empty for longer than `ttl` (marks the newly empty ones).
+    fn expired(&self, ttl: std::time::Duration) -> Vec<(String, String)> {
+        let now = std::time::Instant::now();
+        let mut out = Vec::new();
+        for e in self.inner.conferences.iter() {
+            let empty = e.value().handle.snapshot().participants.is_empty();
+            let mut since = e.value().empty_since.lock().unwrap_or_else(|p| p.into_inner());
+            match (*since, empty) {
+                (_, false) => *since = None,
+                (None, true) => *since = Some(now),
+                (Some(t), true) if now.duration_since(t) >= ttl => out.push(e.key().clone()),
+                _ => {}
+            }
+        }
+        out
     }
 
     /// The bridge.
@@ -118,6 +223,14 @@ impl Registry {
         account: &str,
         doc: ConferenceDoc,
     ) -> Result<Arc<ConferenceEntry>, ApiError> {
+        let quota = self.inner.quotas.conferences_per_account;
+        if self.inner.conferences.iter().filter(|e| e.key().0 == account).count() >= quota {
+            return Err(ApiError::Conflict {
+                field: "conference".into(),
+                rule: "conferences_per_account",
+                message: format!("this account may run at most {quota} conferences at once"),
+            });
+        }
         if self.inner.conferences.len() >= self.inner.max_conferences {
             return Err(ApiError::Conflict {
                 field: "conference".into(),
@@ -133,14 +246,20 @@ impl Registry {
                 message: format!("conference {id} already exists"),
             }),
             Entry::Vacant(slot) => {
-                let handle = self.inner.bridge.start_conference(settings(&doc))?;
+                let mut settings = settings(&doc);
+                settings.core.max_relationships = settings
+                    .core
+                    .max_relationships
+                    .min(self.inner.quotas.relationships_per_conference);
+                let handle = self.inner.bridge.start_conference(settings)?;
                 let entry = Arc::new(ConferenceEntry {
                     id,
                     account_id: account.to_owned(),
                     started: doc.clone(),
                     doc: RwLock::new(doc),
                     revision: AtomicU64::new(1),
-                    locked: AtomicBool::new(false),
+                    locked: Arc::new(AtomicBool::new(false)),
+                    empty_since: Mutex::new(None),
                     created_at: SystemTime::now(),
                     members: Mutex::new(HashMap::new()),
                     joining: Mutex::new(std::collections::HashSet::new()),
@@ -149,6 +268,7 @@ impl Registry {
                 });
                 slot.insert(entry.clone());
                 metrics::gauge!("mixminus_control_conferences").increment(1.0);
+                self.start_sweeper();
                 Ok(entry)
             }
         }
@@ -341,12 +461,19 @@ impl ConferenceEntry {
 
     /// Whether joins are refused.
     pub fn is_locked(&self) -> bool {
-        self.locked.load(Ordering::Relaxed)
+        self.locked.load(Ordering::Acquire)
+    }
+
+    /// The lock flag a join request carries into the conference task.
+    pub fn lock_flag(&self) -> Arc<AtomicBool> {
+        self.locked.clone()
     }
 
     /// Locks or unlocks; returns whether it changed.
     pub fn set_locked(&self, locked: bool) -> bool {
-        let changed = self.locked.swap(locked, Ordering::Relaxed) != locked;
+        // The flag is the one every join request carries: the conference task reads it when
+        // it admits the join, so a lock that has answered stops every later admission.
+        let changed = self.locked.swap(locked, Ordering::AcqRel) != locked;
         if changed {
             self.revision.fetch_add(1, Ordering::Relaxed);
         }
@@ -711,7 +838,20 @@ impl From<mixminus_rtp::RuntimeError> for ApiError {
             R::Core(CoreError::TooManyRelationships(n)) => ApiError::Conflict {
                 field: "relationship".into(),
                 rule: "maxItems",
-                message: format!("the conference would exceed {n} relationship records"),
+                message: format!(
+                    "the conference would exceed {n} relationship records \
+                     (quota relationships_per_conference)"
+                ),
+            },
+            R::Locked => ApiError::Conflict {
+                field: "is_locked".into(),
+                rule: "locked",
+                message: "the conference is locked".into(),
+            },
+            R::Full(n) => ApiError::Conflict {
+                field: "max_participants".into(),
+                rule: "max_participants",
+                message: format!("the conference is full ({n} participants)"),
             },
             R::Core(CoreError::GainOutOfRange) => {
                 ApiError::invalid("value", "maximum", "volume levels are -4..=4")

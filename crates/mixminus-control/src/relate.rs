@@ -35,6 +35,18 @@ pub enum ParticipantRef {
     Invalid(Value),
 }
 
+/// `list` without repeated ids (first occurrence kept, order kept); invalid values stay, to be
+/// answered as such.
+fn dedup(list: Vec<ParticipantRef>) -> Vec<ParticipantRef> {
+    let mut seen = std::collections::HashSet::new();
+    list.into_iter()
+        .filter(|r| match r {
+            ParticipantRef::Id(id) => seen.insert(*id),
+            ParticipantRef::Invalid(_) => true,
+        })
+        .collect()
+}
+
 /// Where the conference id of a relate comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -75,8 +87,10 @@ impl RelateRequest {
                 value.get("conference_id").and_then(Value::as_str).map(str::to_owned)
             }
         };
-        let participants = ids(value.get("participant_id"));
-        let others = ids(value.get("other_participant"));
+        // Repeated ids are one id: removed before any counting or work, so `[a]×1000 by
+        // [b]×1000` is one pair, not a million.
+        let participants = dedup(ids(value.get("participant_id")));
+        let others = dedup(ids(value.get("other_participant")));
         if participants.len().saturating_mul(others.len()) > MAX_RELATE_PAIRS {
             return Err(ApiError::invalid(
                 "other_participant",

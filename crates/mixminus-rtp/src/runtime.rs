@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,6 +54,12 @@ pub enum RuntimeError {
     /// The request is unusable; the message names the field.
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
+    /// The conference is locked: nobody may join.
+    #[error("the conference is locked")]
+    Locked,
+    /// The conference has this many participants (not counting ghosts) already.
+    #[error("the conference is full ({0} participants)")]
+    Full(usize),
 }
 
 /// Settings of a bridge (shared by all its conferences).
@@ -175,6 +182,12 @@ pub struct JoinRequest {
     pub audio_level_ext: Option<u8>,
     /// RTCP shares the RTP port (SDP `a=rtcp-mux`): reports go to the RTP destination.
     pub rtcp_mux: bool,
+    /// Admission decided inside the conference task, atomically with every other join:
+    /// refused ([`RuntimeError::Locked`]) while this flag is set.
+    pub locked: Option<Arc<AtomicBool>>,
+    /// Admission: refused ([`RuntimeError::Full`]) when this many participants that are not
+    /// ghosts are in already (ghosts are not counted and not refused).
+    pub max_members: Option<usize>,
 }
 
 impl JoinRequest {
@@ -186,6 +199,8 @@ impl JoinRequest {
             remote,
             audio_level_ext: None,
             rtcp_mux: false,
+            locked: None,
+            max_members: None,
         }
     }
 }
@@ -364,13 +379,19 @@ impl ConferenceHandle {
         self.call(|reply| Command::Leave(id, reply)).await
     }
 
-    /// Sets the records `p → o` for the cross product, all or nothing.
+    /// Sets the records `p → o` for the cross product, all or nothing. Repeated ids are
+    /// removed here, before the conference task sees the lists: `[a]×1000 by [b]×1000` is
+    /// one pair, not a million set operations on the task.
     pub async fn relate(
         &self,
-        participants: Vec<ParticipantId>,
-        others: Vec<ParticipantId>,
+        mut participants: Vec<ParticipantId>,
+        mut others: Vec<ParticipantId>,
         relationship: Relationship,
     ) -> Result<(), RuntimeError> {
+        for list in [&mut participants, &mut others] {
+            list.sort_unstable();
+            list.dedup();
+        }
         self.call(|reply| Command::Relate { participants, others, relationship, reply }).await
     }
 
@@ -745,6 +766,19 @@ impl ConferenceTask {
         }
         if self.conference.len() >= core.max_participants {
             return Err(mixminus_core::Error::ConferenceFull(core.max_participants).into());
+        }
+        if request.locked.as_ref().is_some_and(|locked| locked.load(Ordering::Acquire)) {
+            return Err(RuntimeError::Locked);
+        }
+        if let Some(limit) = request.max_members.filter(|_| !request.options.ghost) {
+            let counted = self
+                .legs
+                .keys()
+                .filter(|&&id| self.conference.participant(id).is_some_and(|p| !p.ghost))
+                .count();
+            if counted >= limit {
+                return Err(RuntimeError::Full(limit));
+            }
         }
         if request.audio_level_ext.is_some_and(|id| !is_one_byte_extension_id(id)) {
             return Err(RuntimeError::InvalidRequest("audio_level_ext must be 1..=14"));
