@@ -157,6 +157,17 @@ impl ConferenceDoc {
         schema::validate(schema::Body::Conference, &mut value)?;
         // The schema guarantees an object and the types of every key read below.
         let Value::Object(map) = value else { return Err(wrong_type("data", "object", &value)) };
+        // Names end up in logs, events and other systems' records: no control characters.
+        if let Some(Value::String(name)) = map.get("name") {
+            if name.chars().any(char::is_control) {
+                return Err(ApiError::invalid_value(
+                    "name",
+                    "pattern",
+                    "String must not contain control characters",
+                    &Value::String(name.clone()),
+                ));
+            }
+        }
         let rules = |key: &str, muted_default: bool| JoinRules::read(map.get(key), muted_default);
         let profile = map.get("profile").map(Profile::read).unwrap_or_default();
         let raw = map
