@@ -85,7 +85,8 @@ impl<'a> Obj<'a> {
         let value = Value::String(s.to_owned());
         // Names and ids end up in logs, events and other systems' records: no NUL, no
         // newlines, no terminal escapes.
-        if s.chars().any(char::is_control) {
+        // (An SDP body is lines: its CR LF are its syntax, not an attack.)
+        if key != "sdp" && s.chars().any(char::is_control) {
             return Err(ApiError::invalid_value(
                 self.field(key),
                 "pattern",
