@@ -41,7 +41,8 @@ impl Drop for PluginDir {
 fn built_plugin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
-    let candidates = [deps.join("libgstmixminus.so"), deps.parent().unwrap().join("libgstmixminus.so")];
+    let candidates =
+        [deps.join("libgstmixminus.so"), deps.parent().unwrap().join("libgstmixminus.so")];
     let newest = |c: &[PathBuf]| {
         c.iter()
             .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p.clone())))
@@ -52,7 +53,8 @@ fn built_plugin() -> PathBuf {
         return p;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo).args(["build", "-p", "gst-mixminus", "--lib"]).status().unwrap();
+    let status =
+        Command::new(cargo).args(["build", "-p", "gst-mixminus", "--lib"]).status().unwrap();
     assert!(status.success(), "building the plugin failed");
     newest(&candidates).expect("the plugin was built")
 }
@@ -97,7 +99,11 @@ fn gst_launch_four_tones_give_four_mix_minus_files() {
         );
     }
     let out = plugin.command("gst-launch-1.0").args(&args).output().unwrap();
-    assert!(out.status.success(), "gst-launch-1.0 failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "gst-launch-1.0 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let related: [&[usize]; 4] = [&[1], &[], &[], &[2]];
     for (i, removed) in related.iter().enumerate() {

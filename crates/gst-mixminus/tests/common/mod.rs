@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod rig;
+
 use std::sync::Once;
 
 use mixminus_rtp::dsp::tone_dbfs;
@@ -33,9 +35,15 @@ pub fn assert_hears(what: &str, samples: &[i16], heard: &[usize]) {
     let l = levels(samples);
     for (i, level) in l.iter().enumerate() {
         if heard.contains(&i) {
-            assert!((level - sent).abs() < 1.5, "{what}: tone {i} at {level:.1} dBFS, sent {sent:.1}; all {l:.1?}");
+            assert!(
+                (level - sent).abs() < 1.5,
+                "{what}: tone {i} at {level:.1} dBFS, sent {sent:.1}; all {l:.1?}"
+            );
         } else {
-            assert!(*level < sent - 60.0, "{what}: tone {i} should be gone, is {level:.1} dBFS; all {l:.1?}");
+            assert!(
+                *level < sent - 60.0,
+                "{what}: tone {i} should be gone, is {level:.1} dBFS; all {l:.1?}"
+            );
         }
     }
 }
