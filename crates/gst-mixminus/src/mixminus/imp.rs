@@ -529,7 +529,9 @@ impl MixMinus {
                     pair.next_pos = None;
                     pair.segment = gst::FormattedSegment::new();
                     pair.segment_due = true;
-                    pair.srcpad.clone()
+                    let srcpad = pair.srcpad.clone();
+                    state.eos_sent = false;
+                    srcpad
                 };
                 srcpad.push_event(event)
             }
@@ -758,7 +760,12 @@ impl MixMinus {
                 }
                 Next::WaitClock(clock, deadline) => {
                     let id = match state.clock_id.take() {
-                        Some(id) if clock.single_shot_id_reinit(&id, deadline).is_ok() => id,
+                        Some(id)
+                            if id.uses_clock(&clock)
+                                && clock.single_shot_id_reinit(&id, deadline).is_ok() =>
+                        {
+                            id
+                        }
                         _ => clock.new_single_shot_id(deadline),
                     };
                     state.clock_id = Some(id.clone());
