@@ -25,7 +25,9 @@ impl Live {
         let mixer = gst::ElementFactory::make("mixminus")
             .property("energy-threshold", 100u32)
             .property("attack-frames", 1u32)
-            .property("latency", 20_000_000u64)
+            // Generous: a loaded CI machine must not turn scheduling delays into dropped
+            // frames; this test is about what is mixed, not how soon.
+            .property("latency", 200_000_000u64)
             .build()
             .unwrap();
         pipeline.add(&mixer).unwrap();
@@ -135,12 +137,8 @@ fn live_pipeline_adds_and_releases_a_pad_and_relates_while_playing() {
     live.pipeline.set_state(gst::State::Playing).unwrap();
 
     let heard = live.listen(400);
-    for i in 0..3 {
-        assert_hears(
-            &format!("3 live inputs, out {i}"),
-            heard[i].as_ref().unwrap(),
-            &[0, 1, 2].into_iter().filter(|&j| j != i).collect::<Vec<_>>(),
-        );
+    for (i, out) in heard.iter().take(3).enumerate() {
+        assert_hears(&format!("3 live inputs, out {i}"), out.as_ref().unwrap(), &others(i, &[3]));
     }
     let talking = talking_messages(&bus);
     for i in 0..3 {
@@ -175,12 +173,8 @@ fn live_pipeline_adds_and_releases_a_pad_and_relates_while_playing() {
     live.pipeline.remove_many([&src, &filter]).unwrap();
     live.captures[3] = None;
     let heard = live.listen(400);
-    for i in 0..3 {
-        assert_hears(
-            &format!("3 left, out {i}"),
-            heard[i].as_ref().unwrap(),
-            &[0, 1, 2].into_iter().filter(|&j| j != i).collect::<Vec<_>>(),
-        );
+    for (i, out) in heard.iter().take(3).enumerate() {
+        assert_hears(&format!("3 left, out {i}"), out.as_ref().unwrap(), &others(i, &[3]));
     }
     assert!(bus.pop_filtered(&[gst::MessageType::Error]).is_none());
 }

@@ -150,7 +150,7 @@ struct State {
     upstream_latency: gst::ClockTime,
     upstream_max_latency: Option<gst::ClockTime>,
     latency_dirty: bool,
-    clock_id: Option<gst::SingleShotClockId>,
+    clock_id: Option<(gst::Clock, gst::SingleShotClockId)>,
     clock_waiting: bool,
     pools: [Option<gst::BufferPool>; 2],
     scratch: Vec<i16>,
@@ -290,7 +290,7 @@ impl State {
     /// Wakes the mixing thread whether it waits on the condition variable or the clock.
     fn wake_clock(&self) {
         if self.clock_waiting {
-            if let Some(id) = &self.clock_id {
+            if let Some((_, id)) = &self.clock_id {
                 id.unschedule();
             }
         }
@@ -307,13 +307,21 @@ enum Next {
 
 pub struct MixMinus {
     state: Mutex<State>,
-    cond: Condvar,
+    /// The mixing thread waits here for input (chains notify it).
+    mixer_cond: Condvar,
+    /// Chains wait here for queue space (the mixing thread notifies them after a frame).
+    space_cond: Condvar,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Default for MixMinus {
     fn default() -> Self {
-        Self { state: Mutex::new(State::new()), cond: Condvar::new(), thread: Mutex::new(None) }
+        Self {
+            state: Mutex::new(State::new()),
+            mixer_cond: Condvar::new(),
+            space_cond: Condvar::new(),
+            thread: Mutex::new(None),
+        }
     }
 }
 
@@ -331,8 +339,27 @@ impl MixMinus {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wait<'a>(&self, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.cond.wait(guard).unwrap_or_else(PoisonError::into_inner)
+    /// The mixing thread: waits for input to arrive.
+    fn wait_input<'a>(&self, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.mixer_cond.wait(guard).unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A chain function: waits for room in its queue.
+    fn wait_space<'a>(&self, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.space_cond.wait(guard).unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes everyone waiting: for flushing, stopping and pads going away.
+    fn wake_all(&self, state: &State) {
+        state.wake_clock();
+        self.mixer_cond.notify_all();
+        self.space_cond.notify_all();
+    }
+
+    /// Wakes the mixing thread: new input, EOS, a new pad.
+    fn wake_mixer(&self, state: &State) {
+        state.wake_clock();
+        self.mixer_cond.notify_one();
     }
 
     pub(super) fn apply_pad_settings(&self, pad: &MixMinusSinkPad) {
@@ -444,20 +471,26 @@ impl MixMinus {
             if state.flushing {
                 return Err(gst::FlowError::Flushing);
             }
+            let first = state.out_pos.is_none();
             let out = *state.out_pos.get_or_insert(pos);
+            let until = out + state.frame as u64;
             let Some(pair) = state.pair_mut(index) else {
                 return Err(gst::FlowError::Flushing);
             };
             if pair.flushing {
                 return Err(gst::FlowError::Flushing);
             }
+            let was_ready = pair.queue.covers(until);
             done += pair.queue.write(pos + done as u64, out, &samples, done);
-            state.wake_clock();
-            self.cond.notify_all();
+            // The mixer waits for each input to cover the frame: wake it only when this
+            // input just did (or started the timeline), not for every buffer.
+            if first || (!was_ready && pair.queue.covers(until)) {
+                self.wake_mixer(&state);
+            }
             if done >= total {
                 return Ok(());
             }
-            state = self.wait(state);
+            state = self.wait_space(state);
         }
     }
 }
@@ -503,8 +536,7 @@ impl MixMinus {
                 if let Some(pair) = state.pair_mut(index) {
                     pair.eos = true;
                 }
-                state.wake_clock();
-                self.cond.notify_all();
+                self.wake_mixer(&state);
                 true
             }
             EventView::FlushStart(_) => {
@@ -513,8 +545,7 @@ impl MixMinus {
                     let Some(pair) = state.pair_mut(index) else { return false };
                     pair.flushing = true;
                     let srcpad = pair.srcpad.clone();
-                    state.wake_clock();
-                    self.cond.notify_all();
+                    self.wake_all(&state);
                     srcpad
                 };
                 srcpad.push_event(event)
@@ -755,20 +786,20 @@ impl MixMinus {
                     continue;
                 }
                 Next::WaitData => {
-                    state = self.wait(state);
+                    state = self.wait_input(state);
                     continue;
                 }
                 Next::WaitClock(clock, deadline) => {
+                    // Reused frame after frame; a new one only when the clock changes.
                     let id = match state.clock_id.take() {
-                        Some(id)
-                            if id.uses_clock(&clock)
-                                && clock.single_shot_id_reinit(&id, deadline).is_ok() =>
+                        Some((c, id))
+                            if c == clock && clock.single_shot_id_reinit(&id, deadline).is_ok() =>
                         {
                             id
                         }
                         _ => clock.new_single_shot_id(deadline),
                     };
-                    state.clock_id = Some(id.clone());
+                    state.clock_id = Some((clock, id.clone()));
                     state.clock_waiting = true;
                     drop(state);
                     let _ = id.wait();
@@ -777,7 +808,8 @@ impl MixMinus {
                     continue;
                 }
             }
-            self.cond.notify_all();
+            // The frame freed room in every queue.
+            self.space_cond.notify_all();
             drop(state);
             let mut failed = None;
             for push in pushes.drain(..) {
@@ -808,7 +840,7 @@ impl MixMinus {
                 );
                 state.flow_error = Some(err);
                 state.running = false;
-                self.cond.notify_all();
+                self.wake_all(&state);
             }
         }
     }
@@ -1120,8 +1152,7 @@ impl ElementImpl for MixMinus {
                 let mut state = self.state();
                 state.running = false;
                 state.flushing = true;
-                state.wake_clock();
-                self.cond.notify_all();
+                self.wake_all(&state);
             }
             _ => {}
         }
@@ -1242,7 +1273,7 @@ impl ElementImpl for MixMinus {
         });
         state.apply_relations(Some(index));
         state.latency_dirty = true;
-        self.cond.notify_all();
+        self.wake_mixer(&state);
         drop(state);
         // Adding a pad to a PAUSED or PLAYING element activates it.
         let obj = self.obj();
@@ -1266,8 +1297,7 @@ impl ElementImpl for MixMinus {
                 state.rate_fixed = false;
             }
         }
-        state.wake_clock();
-        self.cond.notify_all();
+        self.wake_all(&state);
         drop(state);
         let obj = self.obj();
         let _ = pair.sinkpad.set_active(false);
