@@ -82,3 +82,45 @@ fn pad_properties_mute_deafen_and_scale() {
     assert_hears("out 0 again", &outs[0], &others(0, &[]));
     assert_hears("out 2 again", &outs[2], &others(2, &[]));
 }
+
+#[test]
+fn the_first_caps_fix_the_rate_for_every_pad() {
+    common::init();
+    let element = gst::ElementFactory::make("mixminus").build().unwrap();
+    let caps16 = "audio/x-raw,format=S16LE,layout=interleaved,rate=16000,channels=1";
+    let mut hs: Vec<gst_check::Harness> = (0..2)
+        .map(|i| {
+            let mut h = gst_check::Harness::with_element(
+                &element,
+                Some(&format!("sink_{i}")),
+                Some(&format!("src_{i}")),
+            );
+            h.play();
+            h
+        })
+        .collect();
+    hs[0].set_src_caps_str(caps16);
+    // sink_1 is now offered 16 kHz only, so an audioresample upstream would convert.
+    let offered = element.static_pad("sink_1").unwrap().query_caps(None);
+    let rates: Vec<i32> = offered.iter().filter_map(|s| s.get::<i32>("rate").ok()).collect();
+    assert_eq!(rates, vec![16_000], "{offered}");
+    hs[1].set_src_caps_str(caps16);
+
+    // 100 ms of a 400 Hz tone on sink_0 at 16 kHz: src_1 carries it in 160-sample frames.
+    let mut tone = mixminus_rtp::dsp::SineGenerator::new(400.0, 16_000, AMPLITUDE);
+    let mut heard = Vec::new();
+    for frame in 0..10u64 {
+        let mut pcm = [0i16; 160];
+        tone.fill(&mut pcm);
+        hs[0].push(common::rig::buffer(&pcm, frame)).unwrap();
+        hs[1].push(common::rig::buffer(&[0; 160], frame)).unwrap();
+        hs[0].pull().unwrap();
+        let out = hs[1].pull().unwrap();
+        assert_eq!(out.size(), 320);
+        let map = out.map_readable().unwrap();
+        heard.extend(map.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])));
+    }
+    let sent = 20.0 * (f64::from(AMPLITUDE) / 32_768.0).log10();
+    let level = mixminus_rtp::dsp::tone_dbfs(&heard, 16_000, 400.0);
+    assert!((level - sent).abs() < 1.0, "400 Hz in src_1 at {level:.1} dBFS");
+}
