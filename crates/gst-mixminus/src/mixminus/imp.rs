@@ -71,6 +71,7 @@ impl Settings {
                 energy_threshold: self.energy_threshold,
                 attack_frames: self.attack_frames.clamp(1, u16::MAX.into()) as u16,
                 hangover_frames: self.hangover_frames.clamp(1, u16::MAX.into()) as u16,
+                ..TalkConfig::default()
             },
             max_active_speakers: self.max_active_speakers as usize,
             ..Default::default()
