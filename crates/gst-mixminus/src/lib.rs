@@ -29,7 +29,8 @@
 //!   one voice; the core mixes mono).
 //! - Per-pad properties on `sink_N`: `mute` (nobody hears N), `deaf` (N hears nobody: silence
 //!   on `src_N`), `volume-in`, `volume-out` (linear 0.0–4.0, the core's gain range: mute to
-//!   +12 dB; FreeSWITCH's volume step k is `10^(3k/20)`), `moderator`.
+//!   +12 dB; FreeSWITCH's volume step k is `10^(3k/20)`), `moderator`. The sink pads are the
+//!   element's children (`GstChildProxy`): `gst-launch-1.0 mixminus sink_1::mute=true …`.
 //!
 //! ## Relationships
 //!

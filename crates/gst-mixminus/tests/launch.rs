@@ -136,3 +136,35 @@ fn gst_inspect_documents_the_element() {
         assert!(text.contains(needle), "gst-inspect-1.0 mixminus lacks {needle}:\n{text}");
     }
 }
+
+#[test]
+fn gst_launch_sets_pad_properties_through_the_child_proxy() {
+    let plugin = PluginDir::new("childproxy");
+    // sink_1 is muted from the launch line, before its pad exists.
+    let mut args: Vec<String> =
+        ["-q", "mixminus", "name=m", "sink_1::mute=true"].map(String::from).to_vec();
+    for (i, freq) in TONES.iter().take(2).enumerate() {
+        let wav = plugin.0.join(format!("out{i}.wav"));
+        args.extend(
+            format!(
+                "audiotestsrc freq={freq} volume={v} num-buffers=20 samplesperbuffer=480 \
+                 ! audio/x-raw,format=S16LE,rate={RATE},channels=1 ! m.sink_{i} \
+                 m.src_{i} ! queue ! wavenc ! filesink location={wav}",
+                v = common::AMPLITUDE / 32_768.0,
+                wav = wav.display(),
+            )
+            .split_whitespace()
+            .map(String::from),
+        );
+    }
+    let out = plugin.command("gst-launch-1.0").args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "gst-launch-1.0 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out0 = read_wav(&plugin.0.join("out0.wav"));
+    assert!(out0.iter().all(|&s| s == 0), "sink_1 is muted: out0 hears nobody");
+    let out1 = read_wav(&plugin.0.join("out1.wav"));
+    assert_hears("out1", &out1[4_800..], &[0]);
+}

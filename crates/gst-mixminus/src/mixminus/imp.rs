@@ -331,6 +331,7 @@ impl ObjectSubclass for MixMinus {
     const NAME: &'static str = "GstMixMinus";
     type Type = super::MixMinus;
     type ParentType = gst::Element;
+    type Interfaces = (gst::ChildProxy,);
 }
 
 impl MixMinus {
@@ -1079,6 +1080,25 @@ impl ObjectImpl for MixMinus {
 
 impl GstObjectImpl for MixMinus {}
 
+/// The sink pads are the element's children, so `gst-launch-1.0 mixminus sink_1::mute=true`
+/// sets a pad property (gst-launch waits for `child-added` when the pad comes later).
+impl ChildProxyImpl for MixMinus {
+    fn child_by_index(&self, index: u32) -> Option<glib::Object> {
+        self.obj().sink_pads().into_iter().nth(index as usize).map(|p| p.upcast())
+    }
+
+    fn children_count(&self) -> u32 {
+        self.obj().num_sink_pads() as u32
+    }
+
+    fn child_by_name(&self, name: &str) -> Option<glib::Object> {
+        self.obj()
+            .static_pad(name)
+            .filter(|p| p.direction() == gst::PadDirection::Sink)
+            .map(|p| p.upcast())
+    }
+}
+
 impl ElementImpl for MixMinus {
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
@@ -1280,6 +1300,7 @@ impl ElementImpl for MixMinus {
         let obj = self.obj();
         obj.add_pad(&sinkpad).ok()?;
         obj.add_pad(&srcpad).ok()?;
+        obj.child_added(sinkpad.upcast_ref::<glib::Object>(), &sinkpad.name());
         Some(sinkpad.upcast())
     }
 
@@ -1305,5 +1326,6 @@ impl ElementImpl for MixMinus {
         let _ = pair.srcpad.set_active(false);
         let _ = obj.remove_pad(&pair.sinkpad);
         let _ = obj.remove_pad(&pair.srcpad);
+        obj.child_removed(pair.sinkpad.upcast_ref::<glib::Object>(), &pair.name);
     }
 }

@@ -11,7 +11,7 @@ pub use pad::MixMinusSinkPad;
 
 glib::wrapper! {
     /// The `mixminus` element: every `sink_N` gets its own mix-minus on `src_N`.
-    pub struct MixMinus(ObjectSubclass<imp::MixMinus>) @extends gst::Element, gst::Object;
+    pub struct MixMinus(ObjectSubclass<imp::MixMinus>) @extends gst::Element, gst::Object, @implements gst::ChildProxy;
 }
 
 impl MixMinus {
