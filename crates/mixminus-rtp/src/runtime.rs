@@ -863,7 +863,7 @@ impl ConferenceTask {
                     jitter_depth: leg.jitter().depth() as u32,
                     jitter: leg.jitter().stats(),
                     audio_level: leg.last_audio_level,
-                    rtcp: leg.rtcp.stats(),
+                    rtcp: leg.rtcp.stats().clone(),
                 })
             })
             .collect();

@@ -37,9 +37,13 @@ use super::receiver_stats::{ReceiverStats, ReportBlock};
 use super::RtcpSummary;
 
 /// RTCP counters and the latest reports of one leg, for snapshots.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RtcpStats {
+    /// The SSRC we send the leg's stream as.
+    pub ssrc: u32,
+    /// The CNAME our reports carry.
+    pub cname: Bytes,
     /// The RTP clock rate of the leg's streams (both ways), Hz.
     pub clock_rate: u32,
     /// Compound reports sent.
@@ -63,7 +67,6 @@ impl RtcpStats {
 #[derive(Debug, Clone)]
 pub(crate) struct RtcpSession {
     ssrc: u32,
-    cname: Bytes,
     clock: NtpClock,
     interval: Duration,
     rng: SmallRng,
@@ -96,7 +99,6 @@ impl RtcpSession {
     ) -> Self {
         Self {
             ssrc,
-            cname,
             clock,
             interval,
             rng: SmallRng::seed_from_u64(seed),
@@ -106,7 +108,7 @@ impl RtcpSession {
             octets_sent: 0,
             sent_at_reports: [0; 2],
             last_sr: None,
-            stats: RtcpStats { clock_rate, ..RtcpStats::default() },
+            stats: RtcpStats { ssrc, cname, clock_rate, ..RtcpStats::default() },
             fresh_peer_report: false,
             fresh_inbound_report: false,
         }
@@ -156,12 +158,12 @@ impl RtcpSession {
 
     /// The peer's report about us, once per report received.
     pub(crate) fn take_peer_report(&mut self) -> Option<PeerReport> {
-        std::mem::take(&mut self.fresh_peer_report).then_some(self.stats.remote_inbound).flatten()
+        std::mem::take(&mut self.fresh_peer_report).then_some(self.stats.remote_inbound)?
     }
 
     /// Our block about the peer, once per report that carried one.
     pub(crate) fn take_inbound_report(&mut self) -> Option<ReportBlock> {
-        std::mem::take(&mut self.fresh_inbound_report).then_some(self.stats.inbound).flatten()
+        std::mem::take(&mut self.fresh_inbound_report).then_some(self.stats.inbound)?
     }
 
     /// The compound report to send now, if one is due. `rtp_time` is our stream's RTP
@@ -196,8 +198,8 @@ impl RtcpSession {
     }
 
     /// Counters and the latest reports.
-    pub(crate) fn stats(&self) -> RtcpStats {
-        self.stats
+    pub(crate) fn stats(&self) -> &RtcpStats {
+        &self.stats
     }
 
     fn compound(
@@ -241,7 +243,7 @@ impl RtcpSession {
                 source: self.ssrc,
                 items: vec![SourceDescriptionItem {
                     sdes_type: SdesType::SdesCname,
-                    text: self.cname.clone(),
+                    text: self.stats.cname.clone(),
                 }],
             }],
         };
