@@ -687,10 +687,10 @@ pub fn codec_name(kind: CodecKind) -> CodecName {
     }
 }
 
-/// A participant's `rtcp` object (our extension to Kazoo's participant): reports counted,
-/// `inbound` (the stream it sends us, as our last report described it) and
-/// `remote_inbound` (the stream we send it, as its last report describes it, with the
-/// round trip), named as WebRTC's statistics name them. `null` until there is one.
+/// A participant's `rtcp` object (our extension to Kazoo's participant): our SSRC and CNAME,
+/// reports counted, `inbound` (the stream it sends us, as our last report described it) and
+/// `remote_inbound` (the stream we send it, as its last report describes it, with the round
+/// trip), named as WebRTC's statistics name them; each `null` until there is one.
 pub fn rtcp_json(rtcp: &RtcpStats) -> Value {
     let block = |b: &ReportBlock, jitter: Duration| {
         json!({
