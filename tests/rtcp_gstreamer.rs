@@ -8,7 +8,8 @@
 //! `rtpbin`) prints what it parsed from our reports.
 //!
 //! Checked: GStreamer parsed our report block exactly as the participant GET shows it (its
-//! loss within the drops GStreamer made), computed a loopback round trip from our LSR/DLSR,
+//! loss within the drops GStreamer made, its extended highest sequence number within the
+//! packets GStreamer sent, across a sequence number wrap), computed a loopback round trip from our LSR/DLSR,
 //! associated our SSRC with our SDES CNAME, and read a sender report whose NTP time is now
 //! and whose octet count is payload bytes only; the participant GET and `/metrics` show
 //! GStreamer's reports about our stream (loss within the drops made, round trip, jitter).
@@ -26,6 +27,9 @@ use serde_json::{json, Value};
 const TOKEN: &str = "rtcp-e2e-token";
 const UPSTREAM_DROP: f64 = 0.1;
 const DOWNSTREAM_DROP: f64 = 0.2;
+/// GStreamer's first sequence number: its stream wraps within the first second, so our
+/// extended highest sequence number must count a cycle.
+const FIRST_SEQ: u64 = 65_500;
 
 /// Kills the processes when the test ends, passed or not.
 struct Children(Vec<Child>);
@@ -71,7 +75,7 @@ fn gst_pipeline(bridge_rtp: u16, recv: u16) -> String {
     format!(
         "rtpbin name=rb rb::rtpsession0::rtcp-min-interval=1000000000 \
          audiotestsrc is-live=true freq=440 volume=0.2 ! audioconvert ! audioresample \
-         ! audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay pt=96 ! rb.send_rtp_sink_0 \
+         ! audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay pt=96 seqnum-offset={FIRST_SEQ} ! rb.send_rtp_sink_0 \
          rb.send_rtp_src_0 ! identity name=upstream silent=false drop-probability={UPSTREAM_DROP} \
          ! udpsink host=127.0.0.1 port={bridge_rtp} \
          rb.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={} sync=false async=false \
@@ -115,12 +119,20 @@ fn clock_seconds(text: &str) -> Option<f64> {
     Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
 }
 
-/// Drops made, and how many of them in the last `window` seconds of the stream.
+/// Drops a receiver counts as lost: all but those before the first packet through (its
+/// count starts there); and how many of them in the last `window` seconds of the stream.
 fn drops(packets: &[Seen], window: f64) -> (u64, u64) {
     let end = packets.iter().map(|p| p.pts).fold(0.0, f64::max);
-    let dropped = packets.iter().filter(|p| p.dropped);
+    let leading = packets.iter().take_while(|p| p.dropped).count();
+    let dropped = packets[leading..].iter().filter(|p| p.dropped);
     let recent = dropped.clone().filter(|p| p.pts > end - window).count() as u64;
     (dropped.count() as u64, recent)
+}
+
+/// Packets in the last `window` seconds of the stream.
+fn recent_packets(packets: &[Seen], window: f64) -> u64 {
+    let end = packets.iter().map(|p| p.pts).fold(0.0, f64::max);
+    packets.iter().filter(|p| p.pts > end - window).count() as u64
 }
 
 /// The text after `key` up to the next `,` (or the end).
@@ -285,6 +297,17 @@ fn gstreamer_rtpbin_reads_our_reports_and_we_read_its() {
                 failures.push(format!(
                     "our cumulative loss {} vs GStreamer's drops {total} ({recent} recent)",
                     block.1
+                ));
+            }
+            // Its extended highest sequence number: packets GStreamer sent up to then (the
+            // count starts at FIRST_SEQ, one cycle is crossed), bounded the same way.
+            let sent = block.2 + 1 - FIRST_SEQ;
+            let (total, recent) = (upstream.len() as u64, recent_packets(&upstream, 4.0));
+            if !(block.2 >= 1 << 16 && total - recent <= sent && sent <= total) {
+                failures.push(format!(
+                    "our extended highest seq {} says {sent} sent; GStreamer sent {total} \
+                     ({recent} recent)",
+                    block.2
                 ));
             }
             if block.4 == "0000:0000" {
