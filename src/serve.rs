@@ -72,6 +72,7 @@ async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyho
     bridge_config.quiet_decode_interval = config.quiet_decode_interval;
     bridge_config.inactivity_timeout = (config.inactivity_timeout_secs > 0)
         .then(|| Duration::from_secs(config.inactivity_timeout_secs));
+    bridge_config.rtcp_interval = Duration::from_millis(config.rtcp_interval_ms);
     let bridge = Bridge::new(bridge_config).context("setting up the RTP port range")?;
     let registry = Registry::new(bridge, config.max_conferences);
     let app = Api::new(registry.clone(), auth)

@@ -3,7 +3,7 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mixminus_core::{Conference, ParticipantId};
@@ -12,6 +12,7 @@ use crate::codec::{new_decoder, AudioDecoder, CodecParams};
 use crate::jitter::{InsertOutcome, JitterBuffer, JitterConfig, Playout};
 use crate::packet::{is_rtcp, write_rtp_header, RtpHeader, RtpPacket};
 use crate::ports::PortPair;
+use crate::rtcp::{NtpClock, RtcpSession};
 use crate::seq::SequenceExtender;
 use crate::stats::{DropReason, LegStats};
 use crate::RuntimeError;
@@ -32,6 +33,7 @@ pub(crate) struct MediaFormat {
     pub(crate) audio_level_ext: Option<u8>,
     pub(crate) strict_source: bool,
     pub(crate) quiet_decode_interval: u32,
+    pub(crate) rtcp_interval: Duration,
 }
 
 pub(crate) struct Leg {
@@ -68,7 +70,8 @@ pub(crate) struct Leg {
     pub(crate) joined_wall: std::time::SystemTime,
     pub(crate) last_rx: Option<Instant>,
     pub(crate) bye: bool,
-    pub(crate) last_report: Option<Instant>,
+    /// RTCP: reception statistics, reports, the peer's reports about us.
+    pub(crate) rtcp: RtcpSession,
     pub(crate) stats: LegStats,
     arena: BytesMut,
 }
@@ -91,10 +94,20 @@ impl Leg {
             audio_level_ext,
             strict_source,
             quiet_decode_interval,
+            rtcp_interval,
         } = *media;
         // Bridge::new refuses 0; a leg must never divide by it anyway.
         let quiet_decode_interval = quiet_decode_interval.max(1);
         let decoder = new_decoder(&codec, conference_rate, frame_samples)?;
+        let joined_wall = std::time::SystemTime::now();
+        let rtcp = RtcpSession::new(
+            ssrc,
+            RtcpSession::random_cname(),
+            codec.clock_rate,
+            NtpClock::new(now, joined_wall),
+            rtcp_interval,
+            rand::random(),
+        );
         Ok(Self {
             ports,
             out_ts_step: codec.clock_rate / 1000 * frame_ms,
@@ -126,10 +139,10 @@ impl Leg {
             out_ts: ssrc.rotate_left(7),
             out_marker: true,
             joined_at: now,
-            joined_wall: std::time::SystemTime::now(),
+            joined_wall,
             last_rx: None,
             bye: false,
-            last_report: None,
+            rtcp,
             stats: LegStats::default(),
             arena: BytesMut::with_capacity(16 * 1024),
         })
@@ -154,7 +167,7 @@ impl Leg {
         &mut self,
         now: Instant,
         buf: &mut [u8],
-        mut on_rtcp: impl FnMut(&mut Self, &[u8], SocketAddr),
+        mut on_rtcp: impl FnMut(&mut Self, Instant, &[u8], SocketAddr),
     ) {
         for _ in 0..MAX_DATAGRAMS_PER_TICK {
             match self.ports.rtp.try_recv_from(buf) {
@@ -162,7 +175,7 @@ impl Leg {
                     if len > MAX_DATAGRAM {
                         self.stats.drop(DropReason::Oversized);
                     } else if is_rtcp(&buf[..len]) {
-                        on_rtcp(self, &buf[..len], from);
+                        on_rtcp(self, now, &buf[..len], from);
                     } else {
                         self.on_rtp(&buf[..len], from, now);
                     }
@@ -176,7 +189,7 @@ impl Leg {
         }
         for _ in 0..MAX_DATAGRAMS_PER_TICK {
             match self.ports.rtcp.try_recv_from(buf) {
-                Ok((len, from)) => on_rtcp(self, &buf[..len.min(MAX_DATAGRAM)], from),
+                Ok((len, from)) => on_rtcp(self, now, &buf[..len.min(MAX_DATAGRAM)], from),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(_) => break,
             }
@@ -216,6 +229,7 @@ impl Leg {
             if self.ssrc_in.is_some() {
                 self.stats.ssrc_changes += 1;
                 self.jitter.reset();
+                self.rtcp.on_new_source();
             }
             self.ssrc_in = Some(packet.ssrc());
             self.seq = SequenceExtender::new();
@@ -227,6 +241,7 @@ impl Leg {
             self.stats.drop(DropReason::Malformed);
             return;
         };
+        self.rtcp.on_rtp_received(now, ext_seq, packet.timestamp());
         let level = self.audio_level_ext.and_then(|id| packet.audio_level(id));
         self.last_audio_level = level.as_ref().map(|l| l.level_dbov);
         // RFC 6464 says this frame is silence: keep its place in the stream but skip the
@@ -372,16 +387,14 @@ impl Leg {
         }
     }
 
-    pub(crate) fn out_timestamp(&self) -> u32 {
-        self.out_ts
+    /// The RTP timestamp of this tick's frame (the last one sent or skipped), which an SR
+    /// sent this tick pairs with the tick's NTP time.
+    pub(crate) fn rtp_time_now(&self) -> u32 {
+        self.out_ts.wrapping_sub(self.out_ts_step)
     }
 
     pub(crate) fn ssrc_in(&self) -> Option<u32> {
         self.ssrc_in
-    }
-
-    pub(crate) fn highest_seq(&self) -> u64 {
-        self.seq.highest().unwrap_or(0)
     }
 
     pub(crate) fn jitter(&self) -> &JitterBuffer {
