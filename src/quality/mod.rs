@@ -1,0 +1,9 @@
+//! Measuring what a caller hears: a scripted [`phone`](phone::Phone) that talks and listens
+//! over real RTP, and the [`glitch`] measure (a steady tone's residual, 5 ms at a time).
+//! The end-to-end tests and `mixminus bench --quality` share them.
+
+pub mod glitch;
+pub mod phone;
+
+pub use glitch::ToneResidual;
+pub use phone::{Phone, PhoneConfig, PhoneStats, Source};
