@@ -6,8 +6,8 @@
 //! else, through every one of its own talk onsets and ends.
 //!
 //! A's incoming mix is decoded with one continuous decoder, as a phone does (libopus, or
-//! G.711 at 8 kHz), and scored in 5 ms windows (every 2.5 ms) by [`ToneResidual`]: the residual after
-//! fitting the expected tone, relative to the tone. Goal: the worst window at most −30 dB
+//! G.711 at 8 kHz), and scored in 5 ms windows (every 2.5 ms) by [`ToneResidual`]: the
+//! residual after fitting the expected tone, relative to the tone. Goal: the worst window at most −30 dB
 //! and no window above −20 dB, with Opus and with PCMU.
 //!
 //! Each case records 7.5 s (A's talk onsets at 1.5 s and 4.5 s, its talk ends at 2.7 s
@@ -23,59 +23,17 @@ use common::http::Server;
 use mixminus::control::config::AccountScope;
 use mixminus::control::{Auth, Registry};
 use mixminus::quality::glitch::{ToneResidual, WINDOW};
-use mixminus::quality::{Phone, PhoneConfig, Source};
-use mixminus::rtp::dsp::SineGenerator;
+use mixminus::quality::sources::{quiet_noise, steady_tone, tone_bursts, AMPLITUDE, TONE_HZ};
+use mixminus::quality::{Phone, PhoneConfig};
 use mixminus::rtp::{Bridge, BridgeConfig, CodecKind, CodecParams};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "glitch-token";
-const TONE_HZ: f32 = 440.0;
-const BURST_HZ: f32 = 1_000.0;
-/// Peak amplitude of both tones (about −12 dBFS).
-const AMPLITUDE: f32 = 8_000.0;
-/// C's noise peak: mean |x| about 30, under the default talk threshold (100).
-const NOISE_PEAK: i32 = 60;
 const RECORD: Duration = Duration::from_millis(7_500);
 /// The start of A's recording is left out: joins, the talk gate's attack, buffers filling.
 const SETTLE: Duration = Duration::from_millis(1_000);
 const WORST_DB: f64 = -30.0;
 const NONE_ABOVE_DB: f64 = -20.0;
-
-/// B: a steady tone.
-fn tone(rate: u32) -> Source {
-    let mut sine = SineGenerator::new(TONE_HZ, rate, AMPLITUDE);
-    Box::new(move |out| sine.fill(out))
-}
-
-/// A: 1.2 s of 1 kHz every 3 s, starting 1.5 s into the call.
-fn bursts(rate: u32) -> Source {
-    let mut sine = SineGenerator::new(BURST_HZ, rate, AMPLITUDE);
-    let mut n = 0u64;
-    let (period, on_from, on_to) = (3 * rate as u64, rate as u64 * 3 / 2, rate as u64 * 27 / 10);
-    Box::new(move |out| {
-        sine.fill(out);
-        for s in out.iter_mut() {
-            let t = n % period;
-            if !(on_from..on_to).contains(&t) {
-                *s = 0;
-            }
-            n += 1;
-        }
-    })
-}
-
-/// C: quiet white noise from a fixed seed.
-fn noise() -> Source {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    Box::new(move |out| {
-        for s in out.iter_mut() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            *s = ((state >> 33) as i32 % (2 * NOISE_PEAK + 1) - NOISE_PEAK) as i16;
-        }
-    })
-}
 
 async fn put(server: &Server, path: &str, body: Value) -> Value {
     let r = server.call("PUT", path, Some(TOKEN), Some(body.to_string().as_bytes())).await;
@@ -100,7 +58,7 @@ async fn what_a_hears(kind: CodecKind, ports: (u16, u16)) -> ToneResidual {
     // G.711 is decoded at its own 8 kHz, as a phone plays it.
     let rate = if kind == CodecKind::Opus { 48_000 } else { 8_000 };
     let mut phones = Vec::new();
-    for source in [bursts(rate), tone(rate), noise()] {
+    for source in [tone_bursts(rate), steady_tone(rate), quiet_noise(0x9e37_79b9_7f4a_7c15)] {
         let joined = put(
             &server,
             "/v2/accounts/acc1/conferences/glitch/participants",
@@ -135,8 +93,7 @@ async fn what_a_hears(kind: CodecKind, ports: (u16, u16)) -> ToneResidual {
     let (worst_at, worst) = measured.worst().unwrap();
     println!(
         "{}: A hears B's tone at {:.0} (sent {AMPLITUDE}); {} windows of 5 ms (every 2.5 ms): \
-         median {:.1} dB, \
-         worst {:.1} dB at {:.3} s, {} above {NONE_ABOVE_DB} dB, {} above {WORST_DB} dB; \
+         median {:.1} dB, worst {:.1} dB at {:.3} s, {} above {NONE_ABOVE_DB} dB, {} above {WORST_DB} dB; \
          A's phone: {stats:?}; bridge: {} late / {} skipped ticks",
         kind.name(),
         measured.amplitude,

@@ -1,7 +1,13 @@
 //! A scripted phone: says whatever its source produces over real UDP with a real codec, and
 //! decodes what comes back with one continuous decoder, as a handset does (a sequence gap is
 //! concealed, a packet older than one already played is dropped).
+//!
+//! Its playout is decode-on-arrival: on a clean loopback downlink that is what a fixed,
+//! generous playout delay gives, and it keeps each frame's arrival time, so latency is read
+//! off the recording. Its uplink can be impaired ([`Impairment`]).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,6 +19,8 @@ use mixminus_rtp::{
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use super::network::{Channel, Impairment};
 
 /// What a phone says: called once per frame to fill it (mono PCM at the phone's rate).
 pub type Source = Box<dyn FnMut(&mut [i16]) + Send>;
@@ -36,12 +44,24 @@ pub struct PhoneConfig {
     pub rate: u32,
     /// What it says.
     pub source: Source,
+    /// When it sends its first frame (phones given one start instant say their sources in
+    /// step); `None` = at once.
+    pub start: Option<std::time::Instant>,
+    /// What its uplink does to its packets.
+    pub uplink: Impairment,
 }
 
 impl PhoneConfig {
     /// A phone saying `source` with `codec` at `rate`, default encoder settings.
     pub fn new(codec: CodecParams, rate: u32, source: Source) -> Self {
-        Self { codec, settings: CodecSettings::default(), rate, source }
+        Self {
+            codec,
+            settings: CodecSettings::default(),
+            rate,
+            source,
+            start: None,
+            uplink: Impairment::default(),
+        }
     }
 }
 
@@ -57,6 +77,12 @@ pub struct PhoneStats {
     pub late: u64,
     /// Packets the decoder refused (each concealed instead).
     pub undecodable: u64,
+    /// RTP payload bytes received.
+    pub payload_bytes: u64,
+    /// Packets it sent (before the uplink's impairment).
+    pub sent: u64,
+    /// Packets its uplink lost.
+    pub uplink_lost: u64,
 }
 
 /// A running phone.
@@ -70,6 +96,8 @@ pub struct Phone {
 #[derive(Default)]
 struct Heard {
     pcm: Vec<i16>,
+    /// When each recorded frame arrived (concealed frames: with the packet after them).
+    arrivals: Vec<std::time::Instant>,
     stats: PhoneStats,
 }
 
@@ -77,8 +105,18 @@ impl Phone {
     /// Binds a loopback socket and starts sending to `target` every frame (deadlines kept
     /// from the start, as a sound card's clock would), decoding whatever comes back to the
     /// same socket (symmetric RTP).
-    pub async fn start(mut config: PhoneConfig, target: SocketAddr) -> Result<Self, RuntimeError> {
+    pub async fn start(config: PhoneConfig, target: SocketAddr) -> Result<Self, RuntimeError> {
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        Self::start_on(socket, config, target)
+    }
+
+    /// Like [`start`](Self::start), on a socket bound already (a bridge that must be told
+    /// the phone's address before the phone knows the bridge's).
+    pub fn start_on(
+        socket: UdpSocket,
+        mut config: PhoneConfig,
+        target: SocketAddr,
+    ) -> Result<Self, RuntimeError> {
         let local = socket.local_addr()?;
         let frame = (config.rate / 1000 * config.codec.ptime_ms) as usize;
         let mut encoder = new_encoder(&config.codec, &config.settings, config.rate, frame)?;
@@ -97,10 +135,23 @@ impl Phone {
             let mut incoming = vec![0u8; 2048];
             let mut sequence = SequenceExtender::new();
             let mut played: Option<u64> = None;
-            let start = Instant::now();
+            let start = config.start.map_or_else(Instant::now, Instant::from_std);
+            let mut uplink = Channel::new(config.uplink);
+            let mut in_flight: BinaryHeap<Reverse<(Instant, u32, Vec<u8>)>> = BinaryHeap::new();
             let mut k = 0u32;
             loop {
+                let due = in_flight.peek().map(|Reverse((at, _, _))| *at);
                 tokio::select! {
+                    _ = async { tokio::time::sleep_until(due.unwrap_or_else(Instant::now)).await },
+                        if due.is_some() =>
+                    {
+                        let now = Instant::now();
+                        while in_flight.peek().is_some_and(|Reverse((at, _, _))| *at <= now) {
+                            if let Some(Reverse((_, _, packet))) = in_flight.pop() {
+                                let _ = socket.send_to(&packet, target).await;
+                            }
+                        }
+                    }
                     _ = tokio::time::sleep_until(start + ptime * k) => {
                         (config.source)(&mut pcm);
                         let Ok(len) = encoder.encode(&pcm, &mut payload) else { continue };
@@ -113,7 +164,21 @@ impl Phone {
                             ssrc,
                         });
                         datagram.extend_from_slice(&payload[..len]);
-                        let _ = socket.send_to(&datagram, target).await;
+                        let fate = uplink.next_packet();
+                        {
+                            let mut heard = shared.lock().unwrap_or_else(|p| p.into_inner());
+                            heard.stats.sent += 1;
+                            heard.stats.uplink_lost += u64::from(fate.is_none());
+                        }
+                        match fate {
+                            Some(delay) if delay.is_zero() && in_flight.is_empty() => {
+                                let _ = socket.send_to(&datagram, target).await;
+                            }
+                            Some(delay) => {
+                                in_flight.push(Reverse((Instant::now() + delay, k, datagram.clone())));
+                            }
+                            None => {}
+                        }
                         k += 1;
                     }
                     received = socket.recv_from(&mut incoming) => {
@@ -126,8 +191,10 @@ impl Phone {
                         let Some(ext) = sequence.extend_ssrc(packet.ssrc(), packet.sequence()) else {
                             continue;
                         };
+                        let arrived = std::time::Instant::now();
                         let mut heard = shared.lock().unwrap_or_else(|p| p.into_inner());
                         heard.stats.packets += 1;
+                        heard.stats.payload_bytes += packet.payload().len() as u64;
                         if played.is_some_and(|p| ext <= p) {
                             heard.stats.late += 1;
                             continue;
@@ -136,14 +203,14 @@ impl Phone {
                         for _ in 0..gap {
                             decoder.conceal(&mut decoded);
                             heard.stats.concealed += 1;
-                            record(&mut heard.pcm, &decoded, keep);
+                            record(&mut heard, &decoded, keep, arrived);
                         }
                         played = Some(ext);
                         if decoder.decode(packet.payload(), &mut decoded).is_err() {
                             heard.stats.undecodable += 1;
                             decoder.conceal(&mut decoded);
                         }
-                        record(&mut heard.pcm, &decoded, keep);
+                        record(&mut heard, &decoded, keep, arrived);
                     }
                 }
             }
@@ -166,6 +233,12 @@ impl Phone {
         self.heard.lock().unwrap_or_else(|p| p.into_inner()).pcm.clone()
     }
 
+    /// When each recorded frame arrived (frame `j` holds recording samples
+    /// `j·frame..(j+1)·frame`).
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.heard.lock().unwrap_or_else(|p| p.into_inner()).arrivals.clone()
+    }
+
     /// Its receive counters.
     pub fn stats(&self) -> PhoneStats {
         self.heard.lock().unwrap_or_else(|p| p.into_inner()).stats
@@ -183,7 +256,9 @@ impl Drop for Phone {
     }
 }
 
-fn record(pcm: &mut Vec<i16>, frame: &[i16], keep: usize) {
-    let room = keep.saturating_sub(pcm.len());
-    pcm.extend_from_slice(&frame[..frame.len().min(room)]);
+fn record(heard: &mut Heard, frame: &[i16], keep: usize, arrived: std::time::Instant) {
+    if heard.pcm.len() + frame.len() <= keep {
+        heard.pcm.extend_from_slice(frame);
+        heard.arrivals.push(arrived);
+    }
 }
