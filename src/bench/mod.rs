@@ -119,6 +119,9 @@ pub(crate) struct BenchArgs {
     /// Talkers in the conversation (1-4).
     #[arg(long, default_value_t = 3)]
     quality_talkers: usize,
+    /// Lines of the script spoken (0 = all eight, about 33 s).
+    #[arg(long, default_value_t = 0)]
+    quality_lines: usize,
     /// Quiet participants besides the talkers.
     #[arg(long, default_value_t = 2)]
     quality_listeners: usize,
@@ -130,6 +133,23 @@ pub(crate) struct BenchArgs {
     /// Seconds of the glitch scenario per bridge (0 = skip it).
     #[arg(long, default_value_t = 20.0)]
     quality_glitch_secs: f64,
+    /// mixminus conferences' Opus bit rates to sweep (profile key `opus-bitrate`, bit/s),
+    /// comma-separated; with --opus-complexity the quality bench runs mixminus at every
+    /// pair and adds a bitrate x complexity table.
+    #[arg(long, value_delimiter = ',')]
+    opus_bitrate: Vec<u32>,
+    /// mixminus conferences' Opus complexities to sweep (`opus-complexity`, 0-10).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=10))]
+    opus_complexity: Vec<u8>,
+    /// mixminus conferences' Opus in-band FEC (`opus-fec`).
+    #[arg(long)]
+    opus_fec: Option<bool>,
+    /// mixminus conferences' Opus DTX (`opus-dtx`).
+    #[arg(long)]
+    opus_dtx: Option<bool>,
+    /// mixminus conferences' expected loss for Opus FEC, % (`opus-loss-percent`).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    opus_loss_percent: Option<u8>,
     /// The Python that has numpy and pesq (scripts/install-bench-deps.sh).
     #[arg(long, default_value = "python3")]
     python: PathBuf,
@@ -367,8 +387,14 @@ struct QualityBridges<'a> {
 }
 
 impl quality::Bridges for QualityBridges<'_> {
-    fn start(&mut self, kind: TargetKind, tag: &str) -> anyhow::Result<Box<dyn Target>> {
-        start_target(self.args, self.plan, kind, Mode::Plain, &tag.replace(' ', "-"))
+    fn start(
+        &mut self,
+        kind: TargetKind,
+        profile: &serde_json::Map<String, serde_json::Value>,
+        tag: &str,
+    ) -> anyhow::Result<Box<dyn Target>> {
+        let stem = tag.replace([' ', '/'], "-");
+        start_target(self.args, self.plan, kind, Mode::Plain, &stem, profile.clone())
     }
 }
 
@@ -379,6 +405,7 @@ fn start_target(
     kind: TargetKind,
     mode: Mode,
     log_stem: &str,
+    profile: serde_json::Map<String, serde_json::Value>,
 ) -> anyhow::Result<Box<dyn Target>> {
     let log = args.out.join(format!("{log_stem}.log"));
     Ok(match kind {
@@ -398,7 +425,7 @@ fn start_target(
                     log: &log,
                 },
             };
-            Box::new(mixminus::Mixminus::start(launch)?)
+            Box::new(mixminus::Mixminus::start(launch, profile)?)
         }
         TargetKind::Janus => Box::new(janus::Janus::start(janus::JanusSetup {
             bin: &args.janus_bin,
@@ -420,8 +447,8 @@ fn run_point(
     tag: &str,
 ) -> anyhow::Result<RunResult> {
     let payloads = Payloads::encode(args.talkers, args.quiet_dbov, mode == Mode::Dtx)?;
-    let mut target =
-        start_target(args, plan, kind, mode, &format!("{}-{}-{n}", kind.name(), mode.name()))?;
+    let stem = format!("{}-{}-{n}", kind.name(), mode.name());
+    let mut target = start_target(args, plan, kind, mode, &stem, serde_json::Map::new())?;
     let outcome = measure(args, plan, target.as_mut(), kind, mode, n, payloads, tag);
     let stopped = target.stop();
     let result = outcome?;

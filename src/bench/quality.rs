@@ -27,7 +27,7 @@ use mixminus::quality::glitch::{ToneResidual, WINDOW};
 use mixminus::quality::sources::{quiet_noise, recording, steady_tone, tone_bursts, TONE_HZ};
 use mixminus::quality::{Impairment, Loss, Phone, PhoneConfig};
 use mixminus_rtp::{CodecKind, CodecParams};
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 use super::procstat::CpuSample;
 use super::speech::{self, Conversation};
@@ -41,6 +41,8 @@ const NOISE_SEED: u64 = 0x51ab_1e5e_ed00_0001;
 const LEAD_IN: Duration = Duration::from_millis(600);
 /// Recording kept after the conversation ends (the slowest path's latency).
 const TAIL: Duration = Duration::from_millis(800);
+/// Left out at both ends of a solo span when measuring removed speech.
+const SOLO_MARGIN: Duration = Duration::from_millis(250);
 /// The glitch scenario's first second is left out (joins, the talk gate's attack).
 const GLITCH_SETTLE_SECS: f64 = 1.0;
 
@@ -91,6 +93,8 @@ pub(crate) struct Scored {
 #[derive(Debug, Clone)]
 pub(crate) struct RunScore {
     pub(crate) target: TargetKind,
+    /// The mixminus Opus settings (Janus: its defaults).
+    pub(crate) settings: String,
     pub(crate) condition: &'static str,
     pub(crate) phones: Vec<Scored>,
     /// The `deaf` listener's output over the removed talker's solo speech, dB relative to
@@ -129,7 +133,66 @@ pub(crate) struct GlitchScore {
 
 /// What each run needs to start a bridge.
 pub(crate) trait Bridges {
-    fn start(&mut self, target: TargetKind, tag: &str) -> anyhow::Result<Box<dyn Target>>;
+    /// Starts `target`; `profile` holds extra conference profile keys (mixminus only).
+    fn start(
+        &mut self,
+        target: TargetKind,
+        profile: &Map<String, Value>,
+        tag: &str,
+    ) -> anyhow::Result<Box<dyn Target>>;
+}
+
+/// One mixminus Opus configuration of the sweep (`--opus-*`).
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) label: String,
+    profile: Map<String, Value>,
+    bitrate: Option<u32>,
+}
+
+/// Every bitrate × complexity pair asked for, with the FEC/DTX/loss flags; one "default"
+/// (the conference profile's defaults) when none is.
+fn settings(args: &BenchArgs) -> Vec<Settings> {
+    let bitrates: Vec<Option<u32>> = if args.opus_bitrate.is_empty() {
+        vec![None]
+    } else {
+        args.opus_bitrate.iter().copied().map(Some).collect()
+    };
+    let complexities: Vec<Option<u8>> = if args.opus_complexity.is_empty() {
+        vec![None]
+    } else {
+        args.opus_complexity.iter().copied().map(Some).collect()
+    };
+    let mut all = Vec::new();
+    for &bitrate in &bitrates {
+        for &complexity in &complexities {
+            let mut profile = Map::new();
+            let mut label = Vec::new();
+            if let Some(b) = bitrate {
+                profile.insert("opus-bitrate".into(), json!(b));
+                label.push(format!("{} kbit/s", b / 1000));
+            }
+            if let Some(c) = complexity {
+                profile.insert("opus-complexity".into(), json!(c));
+                label.push(format!("complexity {c}"));
+            }
+            if let Some(fec) = args.opus_fec {
+                profile.insert("opus-fec".into(), json!(fec));
+                label.push(format!("fec {fec}"));
+            }
+            if let Some(dtx) = args.opus_dtx {
+                profile.insert("opus-dtx".into(), json!(dtx));
+                label.push(format!("dtx {dtx}"));
+            }
+            if let Some(loss) = args.opus_loss_percent {
+                profile.insert("opus-loss-percent".into(), json!(loss));
+                label.push(format!("loss {loss} %"));
+            }
+            let label = if label.is_empty() { "default".to_owned() } else { label.join(" / ") };
+            all.push(Settings { label, profile, bitrate });
+        }
+    }
+    all
 }
 
 pub(crate) fn run(args: &BenchArgs, bridges: &mut dyn Bridges) -> anyhow::Result<ExitCode> {
@@ -139,7 +202,7 @@ pub(crate) fn run(args: &BenchArgs, bridges: &mut dyn Bridges) -> anyhow::Result
     let script = out.join("pesq_score.py");
     std::fs::write(&script, PESQ_SCRIPT)?;
     check_python(&args.python)?;
-    let conversation = Conversation::synthesize(args.quality_talkers, &work)?;
+    let conversation = Conversation::synthesize(args.quality_talkers, args.quality_lines, &work)?;
     let chosen: Vec<Condition> = if args.quality_conditions.is_empty() {
         conditions()
     } else {
@@ -170,25 +233,44 @@ pub(crate) fn run(args: &BenchArgs, bridges: &mut dyn Bridges) -> anyhow::Result
         args.targets.len(),
         out.display()
     );
+    let load_before = super::procstat::load_average();
+    let sweep = settings(args);
+    let janus_settings =
+        [Settings { label: "Janus defaults".into(), profile: Map::new(), bitrate: None }];
     let mut scores = Vec::new();
     for condition in &chosen {
         for &target in &args.targets {
-            let tag = format!("{} {}", target.name(), condition.name);
-            eprintln!("{tag}: running");
-            let bridge = bridges.start(target, &tag)?;
-            let run = speech_run(&runtime, args, bridge, target, condition, &conversation);
-            match run.and_then(|raw| score(args, &script, &conversation, raw, &work, &tag)) {
-                Ok(s) => {
-                    eprintln!(
-                        "{tag}: PESQ median {}, latency {}, {} kbit/s, removed {}",
-                        fmt(s.median_pesq(), 2),
-                        fmt(s.median_latency(), 0),
-                        fmt(s.median_kbps(), 1),
-                        fmt(s.removed_db, 1)
-                    );
-                    scores.push(s);
+            let runs = if target == TargetKind::Mixminus { &sweep[..] } else { &janus_settings };
+            for setting in runs {
+                let tag = if runs.len() > 1 {
+                    format!("{} {} {}", target.name(), condition.name, setting.label)
+                } else {
+                    format!("{} {}", target.name(), condition.name)
+                };
+                eprintln!("{tag}: running");
+                let bridge = bridges.start(target, &setting.profile, &tag)?;
+                let run = speech_run(&runtime, args, bridge, target, condition, &conversation);
+                match run.and_then(|raw| score(args, &script, &conversation, raw, &work, &tag)) {
+                    Ok(mut s) => {
+                        s.settings = setting.label.clone();
+                        if let (Some(asked), Some(got)) = (setting.bitrate, s.median_kbps()) {
+                            // Opus VBR on speech with pauses sends less than the target; far
+                            // more, or no change at all, means the key was not applied.
+                            if got > f64::from(asked) / 1000.0 * 1.3 {
+                                eprintln!("{tag}: WARNING: {got:.1} kbit/s received for {asked} bit/s asked: is opus-bitrate honoured?");
+                            }
+                        }
+                        eprintln!(
+                            "{tag}: PESQ median {}, latency {}, {} kbit/s, removed {}",
+                            fmt(s.median_pesq(), 2),
+                            fmt(s.median_latency(), 0),
+                            fmt(s.median_kbps(), 1),
+                            fmt(s.removed_db, 1)
+                        );
+                        scores.push(s);
+                    }
+                    Err(e) => eprintln!("{tag}: FAILED: {e:#}"),
                 }
-                Err(e) => eprintln!("{tag}: FAILED: {e:#}"),
             }
         }
     }
@@ -197,7 +279,7 @@ pub(crate) fn run(args: &BenchArgs, bridges: &mut dyn Bridges) -> anyhow::Result
         for &target in &args.targets {
             let tag = format!("{} glitch", target.name());
             eprintln!("{tag}: running {} s", args.quality_glitch_secs);
-            let bridge = bridges.start(target, &tag)?;
+            let bridge = bridges.start(target, &sweep[0].profile, &tag)?;
             match glitch_run(&runtime, args, bridge, target) {
                 Ok(g) => {
                     eprintln!(
@@ -213,13 +295,16 @@ pub(crate) fn run(args: &BenchArgs, bridges: &mut dyn Bridges) -> anyhow::Result
     if scores.is_empty() {
         bail!("no quality run succeeded");
     }
-    let table = summary(args, &conversation, &scores, &glitches);
+    let load = (load_before + super::procstat::load_average()) / 2.0;
+    let table = summary(args, &conversation, &scores, &glitches, load);
     println!("{table}");
     std::fs::write(out.join("quality.md"), &table)?;
     write_csv(&out.join("quality.csv"), &scores)?;
     plot(&out.join("quality.svg"), &scores, &chosen)?;
     eprintln!("wrote quality.md, quality.csv and quality.svg in {}", out.display());
-    let complete = scores.len() == chosen.len() * args.targets.len();
+    let per_condition: usize =
+        args.targets.iter().map(|&t| if t == TargetKind::Mixminus { sweep.len() } else { 1 }).sum();
+    let complete = scores.len() == chosen.len() * per_condition;
     Ok(if complete { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -436,6 +521,7 @@ fn score(
     }
     Ok(RunScore {
         target: raw.target,
+        settings: String::new(),
         condition: raw.condition,
         phones,
         removed_db,
@@ -445,10 +531,13 @@ fn score(
 }
 
 /// The listener's output over `talker`'s solo spans, relative to that talker's speech, dB.
+/// Each span loses [`SOLO_MARGIN`] at both ends, so a recording that slipped a few frames
+/// against the alignment does not count the neighbouring lines as leaked speech.
 fn removed_level(conversation: &Conversation, talker: usize, heard: &[i16], lag: i64) -> f64 {
+    let margin = (SOLO_MARGIN.as_secs_f64() * f64::from(speech::RATE)) as usize;
     let (mut leaked, mut speech) = (0.0f64, 0.0f64);
     for (start, end) in conversation.solo(talker) {
-        for n in start..end {
+        for n in start + margin..end.saturating_sub(margin) {
             speech += f64::from(conversation.tracks[talker][n]).powi(2);
             let m = n as i64 + lag;
             if let Some(&s) = usize::try_from(m).ok().and_then(|m| heard.get(m)) {
@@ -564,13 +653,16 @@ fn summary(
     conversation: &Conversation,
     scores: &[RunScore],
     glitches: &[GlitchScore],
+    load: f64,
 ) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
         "Speech: {} espeak-ng talkers ({}), {} quiet listeners, {:.1} s; Opus 16 kHz phones; \
          uplinks impaired, downlinks clean. PESQ WB (1–4.64), median over every phone of \
-         the run; latency = talker's packet sent → listener's packet received, median.\n",
+         the run; latency = talker's packet sent → listener's packet received, median. \
+         Machine load average during the run: {load:.1}; a phone that received under ~99 % \
+         of its frames heard a bridge that could not keep time.\n",
         conversation.tracks.len(),
         conversation.voices.join(", "),
         args.quality_listeners,
@@ -578,17 +670,18 @@ fn summary(
     );
     let _ = writeln!(
         t,
-        "| condition | bridge | PESQ median | PESQ min | latency ms | listener kbit/s | \
+        "| condition | bridge | settings | PESQ median | PESQ min | latency ms | listener kbit/s | \
          uplink loss | removed speech dB | bridge CPU % | frames received (min) |"
     );
-    let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(t, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in scores {
         let min = s.phones.iter().filter_map(|p| p.pesq).fold(f64::INFINITY, f64::min);
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {} | {} | {:.1} % | {} | {} | {} % |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} % | {} | {} | {} % |",
             s.condition,
             s.target.name(),
+            s.settings,
             fmt(s.median_pesq(), 2),
             fmt(min.is_finite().then_some(min), 2),
             fmt(s.median_latency(), 0),
@@ -611,6 +704,35 @@ fn summary(
         .collect();
     if !errors.is_empty() {
         let _ = writeln!(t, "\nNot scored: {}", errors.join("; "));
+    }
+    let mut labels: Vec<&str> = scores
+        .iter()
+        .filter(|s| s.target == TargetKind::Mixminus)
+        .map(|s| s.settings.as_str())
+        .collect();
+    labels.dedup();
+    if labels.len() > 1 {
+        let _ = writeln!(
+            t,
+            "\nmixminus Opus settings (profile keys), per condition: PESQ WB median, the \
+             listeners' received kbit/s (median), bridge CPU % of one core.\n"
+        );
+        let _ = writeln!(t, "| settings | condition | PESQ median | kbit/s | CPU % |");
+        let _ = writeln!(t, "|---|---|---:|---:|---:|");
+        let mut rows: Vec<&RunScore> =
+            scores.iter().filter(|s| s.target == TargetKind::Mixminus).collect();
+        rows.sort_by(|a, b| a.condition.cmp(b.condition).then(a.settings.cmp(&b.settings)));
+        for s in rows {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} | {} |",
+                s.settings,
+                s.condition,
+                fmt(s.median_pesq(), 2),
+                fmt(s.median_kbps(), 1),
+                fmt(s.cpu_cores.map(|c| c * 100.0), 1)
+            );
+        }
     }
     if !glitches.is_empty() {
         let _ = writeln!(
@@ -643,7 +765,7 @@ fn summary(
 
 fn write_csv(path: &Path, scores: &[RunScore]) -> anyhow::Result<()> {
     let mut text = String::from(
-        "condition,bridge,phone,pesq,latency_ms,kbps,received_pct,removed_db,cpu_cores,uplink_loss\n",
+        "condition,bridge,settings,phone,pesq,latency_ms,kbps,received_pct,removed_db,cpu_cores,uplink_loss\n",
     );
     for s in scores {
         for p in &s.phones {
@@ -651,9 +773,10 @@ fn write_csv(path: &Path, scores: &[RunScore]) -> anyhow::Result<()> {
                 if p.role.contains("deaf") { fmt(s.removed_db, 1) } else { String::new() };
             let _ = writeln!(
                 text,
-                "{},{},{},{},{},{:.2},{:.1},{},{},{:.4}",
+                "{},{},{},{},{},{},{:.2},{:.1},{},{},{:.4}",
                 s.condition,
                 s.target.name(),
+                s.settings,
                 p.role,
                 p.pesq.map_or(String::new(), |x| format!("{x:.3}")),
                 p.latency_ms.map_or(String::new(), |x| format!("{x:.1}")),

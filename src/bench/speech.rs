@@ -52,13 +52,15 @@ pub(crate) struct Conversation {
 }
 
 impl Conversation {
-    /// Speaks the script with `talkers` voices (1–4), working files in `dir`.
-    pub(crate) fn synthesize(talkers: usize, dir: &Path) -> anyhow::Result<Self> {
+    /// Speaks the first `lines` lines of the script (all when 0) with `talkers` voices
+    /// (1–4), working files in `dir`.
+    pub(crate) fn synthesize(talkers: usize, lines: usize, dir: &Path) -> anyhow::Result<Self> {
         if !(1..=VOICES.len()).contains(&talkers) {
             bail!("--quality-talkers must be 1 to {}", VOICES.len());
         }
         let mut spoken = Vec::new();
-        for (i, &(who, text)) in SCRIPT.iter().enumerate() {
+        let count = if lines == 0 { SCRIPT.len() } else { lines.min(SCRIPT.len()) };
+        for (i, &(who, text)) in SCRIPT.iter().take(count).enumerate() {
             let talker = if talkers == 4 && i % 4 == 3 { 3 } else { who % talkers };
             let wav = dir.join(format!("line-{i}.wav"));
             let status = Command::new("espeak-ng")
