@@ -3,8 +3,9 @@
 //! PESQ wideband (scripts/pesq_score.py). Needs espeak-ng, numpy and pesq, which
 //! scripts/install-deps.sh installs; the test fails (does not skip) without them.
 //!
-//! The floors are far under what a working path scores (about 2.8 and up on a clean
-//! network) and far over what a broken one does (1.0–1.5: missing or misaligned audio).
+//! The PESQ floor (1.7) is under what a working path scores on a clean network (2.2–2.7
+//! per phone on the main of 2026-11-30, before the talk-gate and encoder fixes) and over
+//! what a broken one does (1.0–1.5: missing, clipped or misaligned audio).
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -44,13 +45,16 @@ fn quality_bench_scores_a_clean_conversation() {
     };
     for row in &rows {
         let pesq = num(row, "pesq");
-        assert!((2.0..=4.65).contains(&pesq), "{row:?}");
+        assert!((1.7..=4.65).contains(&pesq), "{row:?}");
         let latency = num(row, "latency_ms");
         assert!((0.0..300.0).contains(&latency), "{row:?}");
         assert!(num(row, "kbps") > 8.0, "{row:?}");
     }
-    // The listener that is deaf to talker 1 hears nothing of it.
+    // The listener that is deaf to talker 1 hears nothing of it; listener 0 hears it whole
+    // (the same measure, so it can see speech when speech is there).
     let deaf = rows.iter().find(|r| r["phone"].contains("deaf")).expect("a deaf listener");
-    assert!(num(deaf, "removed_db") <= -60.0, "{deaf:?}");
+    assert!(num(deaf, "removed_talker_db") <= -60.0, "{deaf:?}");
+    let hearing = rows.iter().find(|r| r["phone"] == "listener 0").expect("listener 0");
+    assert!(num(hearing, "removed_talker_db") > -6.0, "{hearing:?}");
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -100,6 +100,9 @@ pub(crate) struct RunScore {
     /// The `deaf` listener's output over the removed talker's solo speech, dB relative to
     /// that speech (None where the bridge has no relationships).
     pub(crate) removed_db: Option<f64>,
+    /// The same measure at a listener that does hear that talker (≈ 0 dB when the measure
+    /// works).
+    pub(crate) control_db: Option<f64>,
     pub(crate) cpu_cores: Option<f64>,
     pub(crate) uplink_loss: f64,
 }
@@ -474,6 +477,8 @@ fn score(
     let seconds = conversation.seconds() + TAIL.as_secs_f64();
     let mut phones = Vec::new();
     let mut removed_db = None;
+    let mut control_db = None;
+    let talkers = conversation.tracks.len();
     for (i, (phone, answer)) in raw.phones.iter().zip(answers).enumerate() {
         let kbps = phone.payload_bytes as f64 * 8.0 / seconds / 1000.0;
         let received_pct = 100.0 * phone.arrivals.len() as f64 / phone.expected_frames.max(1.0);
@@ -509,6 +514,9 @@ fn score(
         if raw.deaf.is_some_and(|(l, _)| l == i) {
             let removed = raw.deaf.map_or(0, |d| d.1);
             removed_db = Some(removed_level(conversation, removed, &phone.pcm, lag));
+        } else if raw.deaf.is_some() && i == talkers {
+            let removed = raw.deaf.map_or(0, |d| d.1);
+            control_db = Some(removed_level(conversation, removed, &phone.pcm, lag));
         }
         phones.push(Scored {
             role: phone.role.clone(),
@@ -525,30 +533,47 @@ fn score(
         condition: raw.condition,
         phones,
         removed_db,
+        control_db,
         cpu_cores: raw.cpu_cores,
         uplink_loss: raw.uplink_loss,
     })
 }
 
-/// The listener's output over `talker`'s solo spans, relative to that talker's speech, dB.
-/// Each span loses [`SOLO_MARGIN`] at both ends, so a recording that slipped a few frames
-/// against the alignment does not count the neighbouring lines as leaked speech.
+/// How much of `talker`'s speech is in the listener's output over that talker's solo
+/// spans, dB relative to the speech: the median 20 ms block energy of the output against
+/// the median of the talker's own, over the blocks where the talker is voiced, so a click
+/// or a few ms of noise that happens to fall there does not count as the talker's speech
+/// while a real leak (present all along) does. Each span loses [`SOLO_MARGIN`] at both
+/// ends, against a recording that slipped a few frames.
 fn removed_level(conversation: &Conversation, talker: usize, heard: &[i16], lag: i64) -> f64 {
-    let margin = (SOLO_MARGIN.as_secs_f64() * f64::from(speech::RATE)) as usize;
-    let (mut leaked, mut speech) = (0.0f64, 0.0f64);
+    let rate = speech::RATE as usize;
+    let margin = (SOLO_MARGIN.as_secs_f64() * rate as f64) as usize;
+    let block = rate / 50;
+    let track = &conversation.tracks[talker];
+    let energy = |samples: &mut dyn Iterator<Item = i16>| -> f64 {
+        samples.map(|x| f64::from(x).powi(2)).sum::<f64>() / block as f64
+    };
+    let (mut spoken, mut leaked) = (Vec::new(), Vec::new());
     for (start, end) in conversation.solo(talker) {
-        for n in start + margin..end.saturating_sub(margin) {
-            speech += f64::from(conversation.tracks[talker][n]).powi(2);
-            let m = n as i64 + lag;
-            if let Some(&s) = usize::try_from(m).ok().and_then(|m| heard.get(m)) {
-                leaked += f64::from(s).powi(2);
+        let mut n = start + margin;
+        while n + block <= end.saturating_sub(margin) {
+            let said = energy(&mut track[n..n + block].iter().copied());
+            // Voiced: above −40 dBFS (RMS 330); the lines are normalised to about −24.
+            if said > 330.0 * 330.0 {
+                let from = n as i64 + lag;
+                let got = energy(&mut (from..from + block as i64).map(|m| {
+                    usize::try_from(m).ok().and_then(|m| heard.get(m)).copied().unwrap_or(0)
+                }));
+                spoken.push(said);
+                leaked.push(got);
             }
+            n += block;
         }
     }
-    if speech <= 0.0 {
-        return f64::NAN;
+    match (median(spoken), median(leaked)) {
+        (Some(said), Some(got)) if said > 0.0 => 10.0 * (got.max(1e-3) / said).log10(),
+        _ => f64::NAN,
     }
-    10.0 * (leaked.max(1e-3) / speech).log10()
 }
 
 fn run_scorer(python: &Path, script: &Path, jobs: &Value) -> anyhow::Result<Vec<Value>> {
@@ -671,7 +696,7 @@ fn summary(
     let _ = writeln!(
         t,
         "| condition | bridge | settings | PESQ median | PESQ min | latency ms | listener kbit/s | \
-         uplink loss | removed speech dB | bridge CPU % | frames received (min) |"
+         uplink loss | removed speech dB (heard: control) | bridge CPU % | frames received (min) |"
     );
     let _ = writeln!(t, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in scores {
@@ -687,7 +712,10 @@ fn summary(
             fmt(s.median_latency(), 0),
             fmt(s.median_kbps(), 1),
             s.uplink_loss * 100.0,
-            fmt(s.removed_db, 1),
+            match (s.removed_db, s.control_db) {
+                (Some(r), Some(c)) => format!("{r:.1} ({c:+.1})"),
+                (r, _) => fmt(r, 1),
+            },
             fmt(s.cpu_cores.map(|c| c * 100.0), 1),
             fmt(s.min_received(), 1),
         );
@@ -765,12 +793,19 @@ fn summary(
 
 fn write_csv(path: &Path, scores: &[RunScore]) -> anyhow::Result<()> {
     let mut text = String::from(
-        "condition,bridge,settings,phone,pesq,latency_ms,kbps,received_pct,removed_db,cpu_cores,uplink_loss\n",
+        "condition,bridge,settings,phone,pesq,latency_ms,kbps,received_pct,removed_talker_db,\
+         cpu_cores,uplink_loss\n",
     );
     for s in scores {
         for p in &s.phones {
-            let removed =
-                if p.role.contains("deaf") { fmt(s.removed_db, 1) } else { String::new() };
+            // The removed talker's level at the deaf listener, and at listener 0 (control).
+            let removed = if p.role.contains("deaf") {
+                fmt(s.removed_db, 1)
+            } else if p.role == "listener 0" {
+                fmt(s.control_db, 1)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 text,
                 "{},{},{},{},{},{},{:.2},{:.1},{},{},{:.4}",
