@@ -12,7 +12,8 @@
 //!
 //! Each case records 7.5 s (A's talk onsets at 1.5 s and 4.5 s, its talk ends at 2.7 s
 //! and 5.7 s plus the talk gate's hangover) and prints its numbers:
-//! `cargo test --test sound_glitch -- --nocapture`.
+//! `cargo test --test sound_glitch -- --nocapture`. The two cases take turns, and a run in
+//! which the bridge skipped ticks (a busy machine) is repeated, at most three times.
 
 mod common;
 
@@ -41,8 +42,9 @@ async fn put(server: &Server, path: &str, body: Value) -> Value {
     r.json["data"].clone()
 }
 
-/// Runs the three phones through the bridge and scores what A heard.
-async fn what_a_hears(kind: CodecKind, ports: (u16, u16)) -> ToneResidual {
+/// Runs the three phones through the bridge and scores what A heard; also says how many
+/// ticks the bridge skipped (a machine too busy to keep time).
+async fn what_a_hears(kind: CodecKind, ports: (u16, u16)) -> (ToneResidual, u64) {
     let mut config = BridgeConfig::default();
     config.rtp_ports = ports;
     let bridge = Bridge::new(config).unwrap();
@@ -112,7 +114,29 @@ async fn what_a_hears(kind: CodecKind, ports: (u16, u16)) -> ToneResidual {
         .map(|(t, db)| format!("{:.3}:{db:+.0}", t + SETTLE.as_secs_f64()))
         .collect();
     println!("{}: windows above {WORST_DB} dB (s:dB): {}", kind.name(), over.join(" "));
-    measured
+    (measured, counters.skipped_ticks)
+}
+
+/// The measurement, repeated (at most three runs) while the bridge skipped ticks: a skipped
+/// tick is a 20 ms hole in every stream, caused by a machine too busy to run the tick loop
+/// in time (other builds and tests), not by the mixing under test. A run without skipped
+/// ticks is the verdict; after three busy runs the last one is, whatever it shows.
+async fn measured_on_time(kind: CodecKind, ports: (u16, u16)) -> ToneResidual {
+    // The two codecs' cases take turns, so they do not make each other late.
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = TURN.lock().await;
+    let mut attempt = 1;
+    loop {
+        let (measured, skipped) = what_a_hears(kind, ports).await;
+        if skipped == 0 || attempt == 3 {
+            return measured;
+        }
+        println!(
+            "{}: the bridge skipped {skipped} ticks (busy machine): measuring again",
+            kind.name()
+        );
+        attempt += 1;
+    }
 }
 
 fn check(kind: CodecKind, measured: &ToneResidual) {
@@ -141,12 +165,12 @@ fn check(kind: CodecKind, measured: &ToneResidual) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opus_talker_hears_no_glitch_when_it_starts_or_stops_talking() {
-    let measured = what_a_hears(CodecKind::Opus, (11_000, 11_099)).await;
+    let measured = measured_on_time(CodecKind::Opus, (11_000, 11_099)).await;
     check(CodecKind::Opus, &measured);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pcmu_talker_hears_no_glitch_when_it_starts_or_stops_talking() {
-    let measured = what_a_hears(CodecKind::Pcmu, (11_100, 11_199)).await;
+    let measured = measured_on_time(CodecKind::Pcmu, (11_100, 11_199)).await;
     check(CodecKind::Pcmu, &measured);
 }
