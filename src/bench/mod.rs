@@ -393,7 +393,7 @@ impl quality::Bridges for QualityBridges<'_> {
         profile: &serde_json::Map<String, serde_json::Value>,
         tag: &str,
     ) -> anyhow::Result<Box<dyn Target>> {
-        let stem = tag.replace([' ', '/'], "-");
+        let stem = quality::file_stem(tag);
         start_target(self.args, self.plan, kind, Mode::Plain, &stem, profile.clone())
     }
 }

@@ -462,7 +462,7 @@ fn score(
     work: &Path,
     tag: &str,
 ) -> anyhow::Result<RunScore> {
-    let stem = tag.replace(' ', "-");
+    let stem = file_stem(tag);
     let mut jobs = Vec::new();
     for (i, phone) in raw.phones.iter().enumerate() {
         let ideal = conversation.mix(|t| phone.hears[t]);
@@ -648,6 +648,13 @@ fn glitch_run(
     let score = result?;
     stopped.context("stopping the bridge")?;
     Ok(score)
+}
+
+/// `tag` as a file name: letters, digits, `+`, `.` and `-` kept, anything else a `-`.
+pub(crate) fn file_stem(tag: &str) -> String {
+    tag.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "+.-".contains(c) { c } else { '-' })
+        .collect()
 }
 
 /// `later − earlier` in ms, negative when `later` is the earlier one.
