@@ -130,6 +130,9 @@ pub(crate) struct BenchArgs {
     /// loss-5+jitter-40).
     #[arg(long, value_delimiter = ',')]
     quality_conditions: Vec<String>,
+    /// Keep every phone's recording and ideal mix (WAV, 16 kHz) in --out/quality-work.
+    #[arg(long)]
+    quality_keep_audio: bool,
     /// Seconds of the glitch scenario per bridge (0 = skip it).
     #[arg(long, default_value_t = 20.0)]
     quality_glitch_secs: f64,

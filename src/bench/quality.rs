@@ -472,7 +472,17 @@ fn score(
         speech::write_wav(&degraded, &phone.pcm)?;
         jobs.push(serde_json::json!({"ref": reference, "deg": degraded}));
     }
-    let answers = run_scorer(&args.python, script, &Value::Array(jobs))?;
+    let answers = run_scorer(&args.python, script, &Value::Array(jobs.clone()))?;
+    if !args.quality_keep_audio {
+        // About 2 MB per phone per run: a full run would leave a quarter of a gigabyte.
+        for job in &jobs {
+            for key in ["ref", "deg"] {
+                if let Some(path) = job[key].as_str() {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    }
     let frame = (speech::RATE / 50) as usize;
     let seconds = conversation.seconds() + TAIL.as_secs_f64();
     let mut phones = Vec::new();
