@@ -394,6 +394,13 @@ fn speech_run(
                 quiet_noise(NOISE_SEED + i as u64)
             };
             let mut config = PhoneConfig::new(codec, speech::RATE, source);
+            // The phones send as a WebRTC client does, whatever the bridge's own defaults:
+            // 32 kbit/s, complexity 5, in-band FEC tuned for 5 % loss, no DTX.
+            config.settings.bitrate = 32_000;
+            config.settings.complexity = 5;
+            config.settings.fec = true;
+            config.settings.dtx = false;
+            config.settings.expected_loss_percent = 5;
             config.start = Some(start);
             config.uplink = condition.impairment;
             config.uplink.seed = 1 + i as u64;
