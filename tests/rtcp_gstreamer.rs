@@ -292,7 +292,7 @@ fn gstreamer_rtpbin_reads_our_reports_and_we_read_its() {
         Some(block) => {
             // Its loss is what GStreamer dropped before the report: all but the last few
             // seconds' drops, at most all of them.
-            let (total, recent) = drops(&upstream, 4.0);
+            let (total, recent) = drops(&upstream, 8.0);
             if !(total - recent <= block.1 as u64 && block.1 as u64 <= total && block.1 > 0) {
                 failures.push(format!(
                     "our cumulative loss {} vs GStreamer's drops {total} ({recent} recent)",
@@ -302,7 +302,7 @@ fn gstreamer_rtpbin_reads_our_reports_and_we_read_its() {
             // Its extended highest sequence number: packets GStreamer sent up to then (the
             // count starts at FIRST_SEQ, one cycle is crossed), bounded the same way.
             let sent = block.2 + 1 - FIRST_SEQ;
-            let (total, recent) = (upstream.len() as u64, recent_packets(&upstream, 4.0));
+            let (total, recent) = (upstream.len() as u64, recent_packets(&upstream, 8.0));
             if !(block.2 >= 1 << 16 && total - recent <= sent && sent <= total) {
                 failures.push(format!(
                     "our extended highest seq {} says {sent} sent; GStreamer sent {total} \
@@ -372,7 +372,7 @@ fn gstreamer_rtpbin_reads_our_reports_and_we_read_its() {
     // 5. GStreamer's reports about our stream, as the participant GET shows them.
     let remote = &ours["remote_inbound"];
     let lost = remote["cumulative_lost"].as_i64().unwrap_or(-1);
-    let (total, recent) = drops(&downstream, 5.0);
+    let (total, recent) = drops(&downstream, 10.0);
     if !(lost > 0 && total - recent <= lost as u64 && lost as u64 <= total) {
         failures.push(format!("GStreamer's loss {lost} vs its drops {total} ({recent} recent)"));
     }
@@ -402,8 +402,8 @@ fn gstreamer_rtpbin_reads_our_reports_and_we_read_its() {
         "rtcp e2e: our block as GStreamer parsed it {matching:?}; GStreamer's drops of its \
          stream {:?}, of ours {:?} (total, last seconds); its round trips through us {:?} s; \
          our SRs (NTP s, PC, OC) last {:?}; our rtcp object {ours}",
-        drops(&upstream, 4.0),
-        drops(&downstream, 5.0),
+        drops(&upstream, 8.0),
+        drops(&downstream, 10.0),
         round_trips.iter().filter(|&&r| r > 0.0).collect::<Vec<_>>(),
         srs.last(),
     );
