@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::http::Server;
@@ -67,13 +66,7 @@ async fn what_a_hears(kind: CodecKind, ports: (u16, u16)) -> (ToneResidual, u64)
             json!({"data": {"action": "join", "data": {"rtp": {"codec": kind.name()}}}}),
         )
         .await;
-        let local: SocketAddr = format!(
-            "{}:{}",
-            joined["rtp"]["local_ip"].as_str().unwrap(),
-            joined["rtp"]["local_port"]
-        )
-        .parse()
-        .unwrap();
+        let local = common::http::local_rtp(&joined);
         let mut phone = PhoneConfig::new(codec, rate, source);
         // A good phone's upstream, so what A hears is the bridge's own coding and nothing
         // of B's encoder's (two Opus encodes at 32 kbit/s in tandem leave ~3 dB less room).
