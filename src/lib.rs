@@ -8,10 +8,14 @@
 //! - [`rtp`]: RTP media and the tokio conference runtime;
 //! - [`control`]: the Kazoo-shaped HTTP control plane.
 //!
+//! [`quality`] holds the sound measurements the end-to-end tests and the quality benchmark
+//! share.
+//!
 //! The `mixminus` binary runs the standalone bridge (`mixminus serve`) and its demo
 //! (`mixminus demo`).
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 // The README's examples are compiled and run as doctests.
 #[cfg(doctest)]
@@ -21,3 +25,5 @@ pub struct ReadmeDoctests;
 pub use mixminus_control as control;
 pub use mixminus_core as core;
 pub use mixminus_rtp as rtp;
+
+pub mod quality;

@@ -73,6 +73,7 @@ async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyho
     bridge_config.remote_deny = config.remote_deny.clone();
     bridge_config.inactivity_timeout = (config.inactivity_timeout_secs > 0)
         .then(|| Duration::from_secs(config.inactivity_timeout_secs));
+    bridge_config.rtcp_interval = Duration::from_millis(config.rtcp_interval_ms);
     let bridge = Bridge::new(bridge_config).context("setting up the RTP port range")?;
     let registry = Registry::with_quotas(bridge, config.max_conferences, config.quotas);
     let app = Api::new(registry.clone(), auth)

@@ -73,13 +73,7 @@ async fn churn(cycles: usize, ports: (u16, u16)) {
         )
         .await;
         let id = joined["participant_id"].as_u64().unwrap();
-        let local: SocketAddr = format!(
-            "{}:{}",
-            joined["rtp"]["local_ip"].as_str().unwrap(),
-            joined["rtp"]["local_port"]
-        )
-        .parse()
-        .unwrap();
+        let local = common::http::local_rtp(&joined);
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         residents
             .push(ToneClient::start(ToneClientConfig::new(opus, tone), any, local).await.unwrap());

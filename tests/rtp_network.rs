@@ -110,13 +110,16 @@ async fn encodes_grow_with_groups_not_listeners() {
     let window = |conference: &mixminus::rtp::ConferenceHandle| {
         let c = conference.clone();
         async move {
-            // The largest per-tick encode count over one second of steady state.
-            let mut max = 0;
+            // The typical (median) per-tick encode count over one second of steady state: a
+            // talker whose packet came late for one tick leaves its group for that tick and
+            // costs one more encode then (see `fanout`), which a loaded machine makes common.
+            let mut samples = Vec::with_capacity(20);
             for _ in 0..20 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                max = max.max(c.snapshot().counters.encodes_last_tick);
+                samples.push(c.snapshot().counters.encodes_last_tick);
             }
-            max
+            samples.sort_unstable();
+            samples[samples.len() / 2]
         }
     };
     tokio::time::sleep(Duration::from_millis(600)).await;

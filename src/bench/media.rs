@@ -90,7 +90,10 @@ impl Payloads {
 /// Encodes three loops with one encoder (so its state has settled) and keeps the last.
 fn encode_loop(dtx: bool, mut fill: impl FnMut(usize, &mut [i16])) -> anyhow::Result<Vec<Frame>> {
     let params = CodecParams::new(CodecKind::Opus);
+    // What a WebRTC client sends (32 kbit/s, complexity 5), not the bridge's own defaults.
     let mut settings = CodecSettings::default();
+    settings.bitrate = 32_000;
+    settings.complexity = 5;
     settings.dtx = dtx;
     let mut encoder = new_encoder(&params, &settings, RATE, FRAME).context("Opus encoder")?;
     let mut pcm = vec![0i16; FRAME];

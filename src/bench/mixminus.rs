@@ -41,8 +41,12 @@ pub(crate) struct Mixminus {
 
 impl Mixminus {
     /// Starts or attaches to the bridge and creates the conference: 48 kHz, 20 ms, talk
-    /// threshold [`ENERGY_LEVEL`], members not muted, no entry/exit tones.
-    pub(crate) fn start(launch: Launch<'_>) -> anyhow::Result<Self> {
+    /// threshold [`ENERGY_LEVEL`], members not muted, no entry/exit tones, plus the profile
+    /// keys in `extra_profile` (e.g. the Opus settings `opus-bitrate`, `opus-complexity`).
+    pub(crate) fn start(
+        launch: Launch<'_>,
+        extra_profile: serde_json::Map<String, Value>,
+    ) -> anyhow::Result<Self> {
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
         let (child, pid, base, token) = match launch {
             Launch::Spawn {
@@ -80,6 +84,10 @@ impl Mixminus {
         };
         let mut bridge = Self { child, pid, base, token, agent, conference: String::new() };
         bridge.wait_ready()?;
+        let mut profile = json!({"rate": 48000, "interval": 20, "energy-level": ENERGY_LEVEL});
+        if let Some(map) = profile.as_object_mut() {
+            map.extend(extra_profile);
+        }
         let created = bridge.call(
             "PUT",
             &format!("/v2/accounts/{ACCOUNT}/conferences"),
@@ -88,7 +96,7 @@ impl Mixminus {
                 "member": {"join_muted": false},
                 "play_entry_tone": false,
                 "play_exit_tone": false,
-                "profile": {"rate": 48000, "interval": 20, "energy-level": ENERGY_LEVEL},
+                "profile": profile,
             }}),
         )?;
         bridge.conference =

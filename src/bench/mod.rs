@@ -14,7 +14,9 @@ mod janus;
 mod media;
 mod mixminus;
 mod procstat;
+mod quality;
 mod report;
+mod speech;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -109,6 +111,51 @@ pub(crate) struct BenchArgs {
     /// Ports the generator's participants bind, LO-HI.
     #[arg(long, default_value = "50000-59999")]
     generator_ports: String,
+    /// Measure sound quality instead of load: scripted espeak-ng speech through each
+    /// bridge under each network condition, scored with PESQ wideband, plus the glitch
+    /// scenario; writes quality.md, quality.csv and quality.svg into --out.
+    #[arg(long)]
+    quality: bool,
+    /// Talkers in the conversation (1-4).
+    #[arg(long, default_value_t = 3)]
+    quality_talkers: usize,
+    /// Lines of the script spoken (0 = all eight, about 33 s).
+    #[arg(long, default_value_t = 0)]
+    quality_lines: usize,
+    /// Quiet participants besides the talkers.
+    #[arg(long, default_value_t = 2)]
+    quality_listeners: usize,
+    /// Uplink conditions to run, comma-separated (default: all of clean, loss-5, loss-10,
+    /// loss-20, burst-5, burst-10, burst-20, jitter-40, jitter-100, reorder-10,
+    /// loss-5+jitter-40).
+    #[arg(long, value_delimiter = ',')]
+    quality_conditions: Vec<String>,
+    /// Keep every phone's recording and ideal mix (WAV, 16 kHz) in --out/quality-work.
+    #[arg(long)]
+    quality_keep_audio: bool,
+    /// Seconds of the glitch scenario per bridge (0 = skip it).
+    #[arg(long, default_value_t = 20.0)]
+    quality_glitch_secs: f64,
+    /// mixminus conferences' Opus bit rates to sweep (profile key `opus-bitrate`, bit/s),
+    /// comma-separated; with --opus-complexity the quality bench runs mixminus at every
+    /// pair and adds a bitrate x complexity table.
+    #[arg(long, value_delimiter = ',')]
+    opus_bitrate: Vec<u32>,
+    /// mixminus conferences' Opus complexities to sweep (`opus-complexity`, 0-10).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=10))]
+    opus_complexity: Vec<u8>,
+    /// mixminus conferences' Opus in-band FEC (`opus-fec`).
+    #[arg(long)]
+    opus_fec: Option<bool>,
+    /// mixminus conferences' Opus DTX (`opus-dtx`).
+    #[arg(long)]
+    opus_dtx: Option<bool>,
+    /// mixminus conferences' expected loss for Opus FEC, % (`opus-loss-percent`).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    opus_loss_percent: Option<u8>,
+    /// The Python that has numpy and pesq (scripts/install-bench-deps.sh).
+    #[arg(long, default_value = "python3")]
+    python: PathBuf,
 }
 
 /// A bridge under test.
@@ -218,6 +265,10 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let plan = Plan::new(&args)?;
+    if args.quality {
+        let mut bridges = QualityBridges { args: &args, plan: &plan };
+        return quality::run(&args, &mut bridges);
+    }
     let total = plan.points.len();
     eprintln!(
         "mixminus bench: {total} runs ({} s warm-up + {} s measured each), {} talkers, \
@@ -332,17 +383,35 @@ fn parse_range(text: &str) -> anyhow::Result<(u16, u16)> {
     Ok((lo, hi))
 }
 
-fn run_point(
+/// Starts the bridges the quality bench runs against, as the load sweep does (plain mode).
+struct QualityBridges<'a> {
+    args: &'a BenchArgs,
+    plan: &'a Plan,
+}
+
+impl quality::Bridges for QualityBridges<'_> {
+    fn start(
+        &mut self,
+        kind: TargetKind,
+        profile: &serde_json::Map<String, serde_json::Value>,
+        tag: &str,
+    ) -> anyhow::Result<Box<dyn Target>> {
+        let stem = quality::file_stem(tag);
+        start_target(self.args, self.plan, kind, Mode::Plain, &stem, profile.clone())
+    }
+}
+
+/// Starts (or attaches to) one bridge; its log goes to `--out/<log_stem>.log`.
+fn start_target(
     args: &BenchArgs,
     plan: &Plan,
     kind: TargetKind,
     mode: Mode,
-    n: usize,
-    tag: &str,
-) -> anyhow::Result<RunResult> {
-    let payloads = Payloads::encode(args.talkers, args.quiet_dbov, mode == Mode::Dtx)?;
-    let log = args.out.join(format!("{}-{}-{n}.log", kind.name(), mode.name()));
-    let mut target: Box<dyn Target> = match kind {
+    log_stem: &str,
+    profile: serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<Box<dyn Target>> {
+    let log = args.out.join(format!("{log_stem}.log"));
+    Ok(match kind {
         TargetKind::Mixminus => {
             let launch = match &args.mixminus_url {
                 Some(url) => mixminus::Launch::Attach {
@@ -359,7 +428,7 @@ fn run_point(
                     log: &log,
                 },
             };
-            Box::new(mixminus::Mixminus::start(launch)?)
+            Box::new(mixminus::Mixminus::start(launch, profile)?)
         }
         TargetKind::Janus => Box::new(janus::Janus::start(janus::JanusSetup {
             bin: &args.janus_bin,
@@ -369,7 +438,20 @@ fn run_point(
             audio_level: mode == Mode::AudioLevel,
             log: &log,
         })?),
-    };
+    })
+}
+
+fn run_point(
+    args: &BenchArgs,
+    plan: &Plan,
+    kind: TargetKind,
+    mode: Mode,
+    n: usize,
+    tag: &str,
+) -> anyhow::Result<RunResult> {
+    let payloads = Payloads::encode(args.talkers, args.quiet_dbov, mode == Mode::Dtx)?;
+    let stem = format!("{}-{}-{n}", kind.name(), mode.name());
+    let mut target = start_target(args, plan, kind, mode, &stem, serde_json::Map::new())?;
     let outcome = measure(args, plan, target.as_mut(), kind, mode, n, payloads, tag);
     let stopped = target.stop();
     let result = outcome?;

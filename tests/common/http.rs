@@ -117,3 +117,10 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// The bridge's RTP address in a join's answer (`data.rtp.local_ip` / `local_port`).
+pub fn local_rtp(joined: &Value) -> SocketAddr {
+    format!("{}:{}", joined["rtp"]["local_ip"].as_str().unwrap(), joined["rtp"]["local_port"])
+        .parse()
+        .unwrap()
+}

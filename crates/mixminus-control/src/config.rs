@@ -8,6 +8,7 @@
 //! max_body_bytes = 65536          # larger request bodies get 413
 //! max_conferences = 1000          # more creations get 409
 //! inactivity_timeout_secs = 60    # silent legs are removed; 0 = never
+//! rtcp_interval_ms = 5000         # mean RTCP report interval per leg (randomised 0.5..1.5x)
 //! strict_source = true            # latch only onto the host a join named (false behind NAT)
 //! quiet_decode_interval = 1       # n > 1: decode quiet participants every n-th frame only
 //! cors_origins = ["*"]            # browsers may call the API from: "*" (crossbar's), a list, or []
@@ -65,6 +66,9 @@ pub struct Config {
     pub max_conferences: usize,
     /// Seconds after which a leg that sends nothing is removed; 0 = never.
     pub inactivity_timeout_secs: u64,
+    /// Mean interval between a leg's RTCP reports, ms (RFC 3550's 5 s by default); each
+    /// interval is randomised to 0.5..1.5 times this.
+    pub rtcp_interval_ms: u64,
     /// When a join names the peer's address, latch only onto RTP from that host; turn off
     /// for peers behind NAT whose signalled address is not where their packets come from.
     pub strict_source: bool,
@@ -110,6 +114,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             max_conferences: 1_000,
             inactivity_timeout_secs: 60,
+            rtcp_interval_ms: 5_000,
             strict_source: true,
             quiet_decode_interval: 1,
             cors_origins: vec!["*".into()],
@@ -183,6 +188,9 @@ impl Config {
         }
         if self.max_conferences == 0 {
             return Err(ConfigError::Invalid("max_conferences must be at least 1"));
+        }
+        if !(100..=60_000).contains(&self.rtcp_interval_ms) {
+            return Err(ConfigError::Invalid("rtcp_interval_ms must be 100..=60000"));
         }
         if self.node.is_empty() || self.node.len() > 128 {
             return Err(ConfigError::Invalid("node must be 1..=128 characters"));
@@ -382,6 +390,8 @@ mod tests {
         assert!(Config::from_toml("nonsense = 1").is_err());
         assert!(Config::from_toml("remote_deny = [\"10.0.0.0/33\"]").is_err());
         assert!(Config::from_toml("media_threads = 0").is_err());
+        assert!(Config::from_toml("rtcp_interval_ms = 50").is_err());
+        assert!(Config::from_toml("rtcp_interval_ms = 1000").is_ok());
         assert!(Config::from_toml("[[tokens]]\ntoken = \"\"\naccounts = \"all\"").is_err());
         assert!(Config::from_toml("[[tokens]]\ntoken = \"x\"\naccounts = \"some\"").is_err());
         assert!(Config::from_toml("cors_origins = [\"ui.example.com\"]").is_err());

@@ -13,7 +13,8 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use mixminus_core::ParticipantId;
 use mixminus_rtp::{
-    Bridge, CodecKind, CodecParams, ConferenceHandle, ConferenceSettings, LegSnapshot, Snapshot,
+    Bridge, CodecKind, CodecParams, ConferenceHandle, ConferenceSettings, LegSnapshot, ReportBlock,
+    RtcpStats, Snapshot,
 };
 use serde_json::{json, Map, Value};
 
@@ -622,6 +623,7 @@ impl ConferenceEntry {
                 "video": false,
             },
             "rtp": rtp,
+            "rtcp": rtcp_json(&leg.rtcp),
         });
         if let (Value::Object(map), Some(meta)) = (&mut object, meta) {
             map.insert("call_id".into(), meta.call_id.into());
@@ -810,6 +812,35 @@ pub fn codec_name(kind: CodecKind) -> CodecName {
         CodecKind::Pcma => CodecName::Pcma,
         _ => CodecName::L16,
     }
+}
+
+/// A participant's `rtcp` object (our extension to Kazoo's participant): our SSRC and CNAME,
+/// reports counted, `inbound` (the stream it sends us, as our last report described it) and
+/// `remote_inbound` (the stream we send it, as its last report describes it, with the round
+/// trip), named as WebRTC's statistics name them; each `null` until there is one.
+pub fn rtcp_json(rtcp: &RtcpStats) -> Value {
+    let block = |b: &ReportBlock, jitter: Duration| {
+        json!({
+            "fraction_lost": f64::from(b.fraction_lost) / 256.0,
+            "cumulative_lost": b.cumulative_lost,
+            "extended_highest_seq": b.extended_highest_seq,
+            "jitter_ms": jitter.as_secs_f64() * 1000.0,
+        })
+    };
+    let inbound = rtcp.inbound.zip(rtcp.inbound_jitter()).map(|(b, j)| block(&b, j));
+    let remote = rtcp.remote_inbound.map(|r| {
+        let mut object = block(&r.block, r.jitter);
+        object["round_trip_ms"] = r.round_trip.map(|rtt| rtt.as_secs_f64() * 1000.0).into();
+        object
+    });
+    json!({
+        "ssrc": rtcp.ssrc,
+        "cname": String::from_utf8_lossy(&rtcp.cname),
+        "reports_sent": rtcp.reports_sent,
+        "reports_received": rtcp.reports_received,
+        "inbound": inbound,
+        "remote_inbound": remote,
+    })
 }
 
 /// How a runtime refusal reads in the API.

@@ -2,7 +2,7 @@
 //! continuity of its outbound stream.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mixminus_core::{Conference, ParticipantId};
@@ -12,6 +12,7 @@ use crate::jitter::{InsertOutcome, JitterBuffer, JitterConfig, Playout};
 use crate::packet::{is_rtcp, write_rtp_header, RtpHeader, RtpPacket};
 use crate::ports::PortPair;
 use crate::receive::{Port, ReaderLink};
+use crate::rtcp::{NtpClock, RtcpSession};
 use crate::seq::SequenceExtender;
 use crate::stats::{DropReason, LegStats};
 use crate::RuntimeError;
@@ -29,6 +30,7 @@ pub(crate) struct MediaFormat {
     pub(crate) audio_level_ext: Option<u8>,
     pub(crate) strict_source: bool,
     pub(crate) quiet_decode_interval: u32,
+    pub(crate) rtcp_interval: Duration,
 }
 
 pub(crate) struct Leg {
@@ -69,7 +71,8 @@ pub(crate) struct Leg {
     consent: bool,
     /// ICMP unreachable came back from the connected peer: the leg stops.
     pub(crate) unreachable: bool,
-    pub(crate) last_report: Option<Instant>,
+    /// RTCP: reception statistics, reports, the peer's reports about us.
+    pub(crate) rtcp: RtcpSession,
     pub(crate) stats: LegStats,
     /// The readers of its sockets (the runtime starts them once the leg has an id);
     /// dropping the leg stops them.
@@ -102,10 +105,20 @@ impl Leg {
             audio_level_ext,
             strict_source,
             quiet_decode_interval,
+            rtcp_interval,
         } = *media;
         // Bridge::new refuses 0; a leg must never divide by it anyway.
         let quiet_decode_interval = quiet_decode_interval.max(1);
         let decoder = new_decoder(&codec, conference_rate, frame_samples)?;
+        let joined_wall = std::time::SystemTime::now();
+        let rtcp = RtcpSession::new(
+            ssrc,
+            RtcpSession::random_cname(),
+            codec.clock_rate,
+            NtpClock::new(now, joined_wall),
+            rtcp_interval,
+            rand::random(),
+        );
         Ok(Self {
             ports,
             out_ts_step: codec.clock_rate / 1000 * frame_ms,
@@ -137,12 +150,12 @@ impl Leg {
             out_ts: ssrc.rotate_left(7),
             out_marker: true,
             joined_at: now,
-            joined_wall: std::time::SystemTime::now(),
+            joined_wall,
             last_rx: None,
             bye: false,
             consent: false,
             unreachable: false,
-            last_report: None,
+            rtcp,
             stats: LegStats::default(),
             reader: None,
         })
@@ -239,6 +252,7 @@ impl Leg {
             if self.ssrc_in.is_some() {
                 self.stats.ssrc_changes += 1;
                 self.jitter.reset();
+                self.rtcp.on_new_source();
             }
             self.ssrc_in = Some(packet.ssrc());
             self.seq = SequenceExtender::new();
@@ -250,6 +264,7 @@ impl Leg {
             self.stats.drop(DropReason::Malformed);
             return;
         };
+        self.rtcp.on_rtp_received(now, ext_seq, packet.timestamp());
         let level = self.audio_level_ext.and_then(|id| packet.audio_level(id));
         self.last_audio_level = level.as_ref().map(|l| l.level_dbov);
         // RFC 6464 says this frame is silence: keep its place in the stream but skip the
@@ -406,16 +421,14 @@ impl Leg {
         }
     }
 
-    pub(crate) fn out_timestamp(&self) -> u32 {
-        self.out_ts
+    /// The RTP timestamp of this tick's frame (the last one sent or skipped), which an SR
+    /// sent this tick pairs with the tick's NTP time.
+    pub(crate) fn rtp_time_now(&self) -> u32 {
+        self.out_ts.wrapping_sub(self.out_ts_step)
     }
 
     pub(crate) fn ssrc_in(&self) -> Option<u32> {
         self.ssrc_in
-    }
-
-    pub(crate) fn highest_seq(&self) -> u64 {
-        self.seq.highest().unwrap_or(0)
     }
 
     pub(crate) fn jitter(&self) -> &JitterBuffer {

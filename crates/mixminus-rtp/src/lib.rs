@@ -113,7 +113,9 @@ pub use packet::{
     is_one_byte_extension_id, is_rtcp, write_rtp_header, write_rtp_header_with_audio_level,
     AudioLevel, HeaderExtensions, PacketError, RtpHeader, RtpPacket, MAX_RTP_DATAGRAM,
 };
-pub use rtcp::{parse_rtcp, RtcpError, RtcpSummary};
+pub use rtcp::{
+    parse_rtcp, PeerReport, ReportBlock, RtcpError, RtcpStats, RtcpSummary, SenderInfo,
+};
 pub use runtime::{
     Bridge, BridgeConfig, ConferenceHandle, ConferenceSettings, JoinRequest, Joined, LegSnapshot,
     RuntimeError, Snapshot,

@@ -22,7 +22,7 @@ struct PoolState {
     bind: IpAddr,
     range: PairRange,
     in_use: BTreeSet<u16>,
-    rng: fastrand::Rng,
+    rng: rand::rngs::SmallRng,
 }
 
 /// The even/odd pairs of an inclusive port range, numbered `0..len()`; arithmetic in `u32`
@@ -74,7 +74,7 @@ impl PortPool {
                 bind,
                 range,
                 in_use: BTreeSet::new(),
-                rng: fastrand::Rng::new(),
+                rng: rand::SeedableRng::from_os_rng(),
             })),
         })
     }
@@ -84,7 +84,7 @@ impl PortPool {
     pub(crate) fn take(&self) -> Result<PortPair, RuntimeError> {
         let mut state = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let range = state.range;
-        let start = state.rng.u32(..range.len());
+        let start = rand::Rng::random_range(&mut state.rng, 0..range.len());
         for k in 0..range.len() {
             let port = range.port(start.wrapping_add(k));
             if state.in_use.contains(&port) {

@@ -1,7 +1,19 @@
-//! RTCP through the `rtcp` crate: sender reports out, reports and BYE in.
+//! RTCP through the `rtcp` crate: compound reports out (SR or RR, then SDES CNAME), reports
+//! and BYE in.
+//!
+//! The state is sans-IO and lives in one file per concept: [`receiver_stats`] (what we
+//! measure of the peer's stream: loss, extended highest sequence, jitter), [`peer`] (what
+//! the peer reports about ours, and the round trip), [`clock`] (NTP time from a monotonic
+//! clock) and [`session`] (one leg's state and the report schedule). This file parses
+//! datagrams and is the glue the runtime calls.
+
+mod clock;
+mod peer;
+mod receiver_stats;
+mod session;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use rtcp::goodbye::Goodbye;
@@ -9,11 +21,14 @@ use rtcp::receiver_report::ReceiverReport;
 use rtcp::reception_report::ReceptionReport;
 use rtcp::sender_report::SenderReport;
 
+pub(crate) use clock::NtpClock;
+pub use peer::PeerReport;
+pub use receiver_stats::ReportBlock;
+pub(crate) use session::RtcpSession;
+pub use session::RtcpStats;
+
 use crate::leg::Leg;
 use crate::stats::DropReason;
-
-/// Seconds from 1900 (NTP's epoch) to 1970.
-const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
 /// What we take from a compound RTCP packet.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,12 +36,28 @@ const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 pub struct RtcpSummary {
     /// Sources that said BYE.
     pub bye: Vec<u32>,
-    /// The sender of a sender report, if one was present.
-    pub sender_report_ssrc: Option<u32>,
+    /// The sender information of a sender report, if one was present.
+    pub sender_report: Option<SenderInfo>,
     /// The sender of a receiver report, if one was present.
     pub receiver_report_ssrc: Option<u32>,
-    /// (source, fraction lost /256, cumulative lost, jitter) from reception reports.
-    pub reception: Vec<(u32, u8, u32, u32)>,
+    /// Reception report blocks (of SRs and RRs), at most 32.
+    pub reports: Vec<ReportBlock>,
+}
+
+/// The sender information of a sender report (RFC 3550 §6.4.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SenderInfo {
+    /// The sender.
+    pub ssrc: u32,
+    /// Its wall-clock time, NTP 32.32.
+    pub ntp_time: u64,
+    /// The RTP timestamp of the same instant.
+    pub rtp_time: u32,
+    /// RTP packets it sent.
+    pub packet_count: u32,
+    /// RTP payload octets it sent.
+    pub octet_count: u32,
 }
 
 /// Why an RTCP datagram was refused.
@@ -78,25 +109,40 @@ pub fn parse_rtcp(datagram: &[u8]) -> Result<RtcpSummary, RtcpError> {
             if let Some(bye) = any.downcast_ref::<Goodbye>() {
                 summary.bye.extend(bye.sources.iter().take(32));
             } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
-                summary.sender_report_ssrc = Some(sr.ssrc);
-                summary.reception.extend(sr.reports.iter().take(32).map(reception));
+                summary.sender_report = Some(SenderInfo {
+                    ssrc: sr.ssrc,
+                    ntp_time: sr.ntp_time,
+                    rtp_time: sr.rtp_time,
+                    packet_count: sr.packet_count,
+                    octet_count: sr.octet_count,
+                });
+                summary.reports.extend(sr.reports.iter().take(32).map(report_block));
             } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
                 summary.receiver_report_ssrc = Some(rr.ssrc);
-                summary.reception.extend(rr.reports.iter().take(32).map(reception));
+                summary.reports.extend(rr.reports.iter().take(32).map(report_block));
             }
         }
     }
     summary.bye.truncate(32);
-    summary.reception.truncate(32);
+    summary.reports.truncate(32);
     Ok(summary)
 }
 
-fn reception(r: &ReceptionReport) -> (u32, u8, u32, u32) {
-    (r.ssrc, r.fraction_lost, r.total_lost, r.jitter)
+fn report_block(r: &ReceptionReport) -> ReportBlock {
+    ReportBlock {
+        ssrc: r.ssrc,
+        fraction_lost: r.fraction_lost,
+        // 24 bits, two's complement: sign-extend.
+        cumulative_lost: ((r.total_lost << 8) as i32) >> 8,
+        extended_highest_seq: r.last_sequence_number,
+        jitter: r.jitter,
+        last_sr: r.last_sender_report,
+        delay_since_last_sr: r.delay,
+    }
 }
 
-/// Handles one RTCP datagram from the peer (on the RTCP port, or on the RTP port when
-/// `muxed`).
+/// Handles one RTCP datagram that arrived at `now` from the peer (on the RTCP port, or on
+/// the RTP port when `muxed`).
 ///
 /// RTCP is trusted only from the peer's transport address and only about the peer's own
 /// stream: the leg must have latched (so its peer and SSRC are known); muxed RTCP must come
@@ -126,7 +172,7 @@ pub(crate) fn on_rtcp(leg: &mut Leg, now: Instant, datagram: &[u8], from: Socket
         leg.stats.drop(DropReason::BadRtcp);
         return;
     };
-    let speaks_for_peer = summary.sender_report_ssrc == Some(ssrc)
+    let speaks_for_peer = summary.sender_report.is_some_and(|sr| sr.ssrc == ssrc)
         || summary.receiver_report_ssrc == Some(ssrc)
         || summary.bye.contains(&ssrc);
     if !speaks_for_peer {
@@ -136,67 +182,70 @@ pub(crate) fn on_rtcp(leg: &mut Leg, now: Instant, datagram: &[u8], from: Socket
     leg.stats.rtcp_in += 1;
     leg.learn_rtcp_source(from);
     leg.last_rx = Some(now);
+    leg.rtcp.on_rtcp(now, &summary, Some(ssrc));
     if summary.bye.contains(&ssrc) {
         leg.bye = true;
     }
 }
 
-/// Sends a sender report when one is due.
-pub(crate) fn maybe_send_report(leg: &mut Leg, now: Instant, interval: Duration) {
-    if leg.last_report.is_some_and(|last| now.saturating_duration_since(last) < interval) {
-        return;
-    }
-    if leg.stats.packets_out == 0 {
-        return;
-    }
-    leg.last_report = Some(now);
-    let Some(destination) = leg.rtcp_destination() else { return };
-    let reports = leg
-        .ssrc_in()
-        .map(|ssrc| {
-            let jitter = leg.jitter();
-            vec![ReceptionReport {
-                ssrc,
-                fraction_lost: 0,
-                total_lost: jitter.stats().lost.min(0x7f_ffff) as u32,
-                last_sequence_number: leg.highest_seq() as u32,
-                jitter: 0,
-                last_sender_report: 0,
-                delay: 0,
-            }]
-        })
-        .unwrap_or_default();
-    let report = SenderReport {
-        ssrc: leg.out_ssrc,
-        ntp_time: ntp_now(),
-        rtp_time: leg.out_timestamp(),
-        packet_count: leg.stats.packets_out as u32,
-        octet_count: leg.stats.bytes_out as u32,
-        reports,
-        profile_extensions: Bytes::new(),
-    };
-    if let Ok(bytes) = rtcp::packet::marshal(&[Box::new(report)]) {
-        if let Err(error) = leg.rtcp_socket().try_send_to(&bytes, destination) {
-            leg.on_send_error(&error);
+/// RTCP metrics, registered once. Low cardinality: histograms over every leg, no label per
+/// participant.
+pub(crate) struct RtcpMetrics {
+    reports_sent: metrics::Counter,
+    reports_received: metrics::Counter,
+    remote_fraction_lost: metrics::Histogram,
+    remote_jitter: metrics::Histogram,
+    round_trip: metrics::Histogram,
+    inbound_fraction_lost: metrics::Histogram,
+    inbound_jitter: metrics::Histogram,
+}
+
+impl RtcpMetrics {
+    pub(crate) fn register() -> Self {
+        Self {
+            reports_sent: metrics::counter!("mixminus_rtcp_reports_sent_total"),
+            reports_received: metrics::counter!("mixminus_rtcp_peer_reports_total"),
+            remote_fraction_lost: metrics::histogram!("mixminus_rtcp_remote_fraction_lost"),
+            remote_jitter: metrics::histogram!("mixminus_rtcp_remote_jitter_seconds"),
+            round_trip: metrics::histogram!("mixminus_rtcp_round_trip_seconds"),
+            inbound_fraction_lost: metrics::histogram!("mixminus_rtcp_inbound_fraction_lost"),
+            inbound_jitter: metrics::histogram!("mixminus_rtcp_inbound_jitter_seconds"),
         }
     }
 }
 
-/// Tells the peer this stream ends.
-pub(crate) fn send_bye(leg: &Leg) {
+/// Sends the leg's compound report when one is due, and records what the peer reported
+/// since the last call. Call once per tick, after the mix went out.
+pub(crate) fn maybe_send_report(leg: &mut Leg, now: Instant, metrics: &RtcpMetrics) {
+    if let Some(report) = leg.rtcp.take_peer_report() {
+        metrics.reports_received.increment(1);
+        metrics.remote_fraction_lost.record(report.fraction_lost());
+        metrics.remote_jitter.record(report.jitter.as_secs_f64());
+        if let Some(rtt) = report.round_trip {
+            metrics.round_trip.record(rtt.as_secs_f64());
+        }
+    }
     let Some(destination) = leg.rtcp_destination() else { return };
-    let bye =
-        Goodbye { sources: vec![leg.out_ssrc], reason: Bytes::from_static(b"conference left") };
-    if let Ok(bytes) = rtcp::packet::marshal(&[Box::new(bye)]) {
-        let _ = leg.rtcp_socket().try_send_to(&bytes, destination);
+    let (rtp_time, peer_ssrc) = (leg.rtp_time_now(), leg.ssrc_in());
+    let Some(bytes) = leg.rtcp.poll_report(now, rtp_time, peer_ssrc) else { return };
+    if let Err(error) = leg.rtcp_socket().try_send_to(&bytes, destination) {
+        leg.on_send_error(&error);
+    }
+    metrics.reports_sent.increment(1);
+    if let Some(block) = leg.rtcp.take_inbound_report() {
+        metrics.inbound_fraction_lost.record(f64::from(block.fraction_lost) / 256.0);
+        let jitter = peer::rtp_units(block.jitter, leg.rtcp.stats().clock_rate);
+        metrics.inbound_jitter.record(jitter.as_secs_f64());
     }
 }
 
-fn ntp_now() -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() + NTP_UNIX_OFFSET;
-    let frac = ((since.subsec_nanos() as u64) << 32) / 1_000_000_000;
-    (secs << 32) | frac
+/// Tells the peer this stream ends: a last report, SDES and BYE in one compound.
+pub(crate) fn send_bye(leg: &mut Leg, now: Instant) {
+    let Some(destination) = leg.rtcp_destination() else { return };
+    let (rtp_time, peer_ssrc) = (leg.rtp_time_now(), leg.ssrc_in());
+    if let Some(bytes) = leg.rtcp.bye(now, rtp_time, peer_ssrc, b"conference left") {
+        let _ = leg.rtcp_socket().try_send_to(&bytes, destination);
+    }
 }
 
 #[cfg(test)]
@@ -220,8 +269,15 @@ mod tests {
         let compound = rtcp::packet::marshal(&[Box::new(sr), Box::new(bye)]).unwrap();
         let summary = parse_rtcp(&compound).unwrap();
         assert_eq!(summary.bye, vec![7, 9]);
-        assert_eq!(summary.sender_report_ssrc, Some(42));
-        assert_eq!(summary.reception, vec![(7, 12, 3, 80)]);
+        assert_eq!(summary.sender_report.map(|sr| sr.ssrc), Some(42));
+        let block = ReportBlock {
+            ssrc: 7,
+            fraction_lost: 12,
+            cumulative_lost: 3,
+            jitter: 80,
+            ..Default::default()
+        };
+        assert_eq!(summary.reports, vec![block]);
         assert!(parse_rtcp(&[0x80, 200, 0, 99, 1, 2]).is_err());
         assert!(parse_rtcp(&[]).is_err());
         assert_eq!(parse_rtcp(&[0x80; 2000]), Err(RtcpError::TooLarge));

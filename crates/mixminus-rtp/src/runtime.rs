@@ -25,6 +25,7 @@ use crate::leg::{Leg, LegOutput, MediaFormat, MAX_DATAGRAM};
 use crate::packet::is_one_byte_extension_id;
 use crate::ports::PortPool;
 use crate::receive::{Inbound, Port, ReaderLink, Received};
+use crate::rtcp::RtcpStats;
 use crate::stats::{ConferenceCounters, DropReason, LegStats};
 use crate::tone::TonePlayer;
 use socket2::SockRef;
@@ -76,7 +77,8 @@ pub struct BridgeConfig {
     pub inactivity_timeout: Option<Duration>,
     /// Jitter buffer depth bounds.
     pub jitter: JitterConfig,
-    /// Interval between RTCP sender reports per participant.
+    /// Mean interval between a participant's RTCP reports; each interval is this times a
+    /// random factor in 0.5..1.5 (RFC 3550 §6.3.1), the first one half of that.
     pub rtcp_interval: Duration,
     /// Commands queued per conference before callers wait.
     pub command_queue: usize,
@@ -239,6 +241,9 @@ pub struct LegSnapshot {
     pub jitter: JitterStats,
     /// The last RFC 6464 level it sent (−dBov), if it sends them.
     pub audio_level: Option<u8>,
+    /// RTCP: reports sent and received, our last report about its stream, its last report
+    /// about ours (loss, jitter, round trip).
+    pub rtcp: RtcpStats,
 }
 
 /// What a conference looks like, as of its last publication.
@@ -501,6 +506,7 @@ struct Metrics {
     silent_switches: metrics::Counter,
     discontinuities: metrics::Counter,
     in_transition: metrics::Gauge,
+    rtcp: crate::rtcp::RtcpMetrics,
 }
 
 impl Metrics {
@@ -525,6 +531,7 @@ impl Metrics {
             silent_switches: metrics::counter!("mixminus_silent_encoder_switches_total"),
             discontinuities: metrics::counter!("mixminus_stream_discontinuities_total"),
             in_transition: metrics::gauge!("mixminus_listeners_in_transition"),
+            rtcp: crate::rtcp::RtcpMetrics::register(),
         }
     }
 }
@@ -803,6 +810,7 @@ impl ConferenceTask {
                 .or(self.bridge.config.audio_level_ext),
             strict_source: self.bridge.config.strict_source,
             quiet_decode_interval: self.bridge.config.quiet_decode_interval,
+            rtcp_interval: self.bridge.config.rtcp_interval,
         };
         let leg = Leg::new(
             ports,
@@ -836,9 +844,9 @@ impl ConferenceTask {
         self.conference.leave(id)?;
         self.fanout.forget(id);
         self.relationships_changed = true;
-        if let Some(leg) = self.legs.remove(&id) {
+        if let Some(mut leg) = self.legs.remove(&id) {
             if send_bye {
-                crate::rtcp::send_bye(&leg);
+                crate::rtcp::send_bye(&mut leg, Instant::now());
             }
             for (total, leg_count) in self.counters.dropped.iter_mut().zip(leg.stats_now().dropped)
             {
@@ -938,6 +946,7 @@ impl ConferenceTask {
             leg.packetise(&payload, &mut self.send_buf);
             match leg.ports.rtp.try_send_to(&self.send_buf, destination) {
                 Ok(n) => {
+                    leg.rtcp.on_rtp_sent(payload.len());
                     leg.stats.packets_out += 1;
                     leg.stats.bytes_out += n as u64;
                     sent += 1;
@@ -955,7 +964,6 @@ impl ConferenceTask {
     /// RTCP reports, BYEs received, inactivity.
     fn housekeeping(&mut self, now: Instant) {
         let timeout = self.bridge.config.inactivity_timeout;
-        let interval = self.bridge.config.rtcp_interval;
         for (&id, leg) in self.legs.iter_mut() {
             let last = leg.last_rx.unwrap_or(leg.joined_at);
             if leg.bye
@@ -965,7 +973,7 @@ impl ConferenceTask {
                 self.leaving.push(id);
                 continue;
             }
-            crate::rtcp::maybe_send_report(leg, now, interval);
+            crate::rtcp::maybe_send_report(leg, now, &self.metrics.rtcp);
         }
         while let Some(id) = self.leaving.pop() {
             let bye = self.legs.get(&id).is_some_and(|l| !l.bye && !l.unreachable);
@@ -1012,6 +1020,7 @@ impl ConferenceTask {
                     jitter_depth: leg.jitter().depth() as u32,
                     jitter: leg.jitter().stats(),
                     audio_level: leg.last_audio_level,
+                    rtcp: leg.rtcp.stats().clone(),
                 })
             })
             .collect();
