@@ -70,21 +70,25 @@ fn free_port_pair() -> u16 {
     }
 }
 
-fn gst_pipeline(bridge_rtp: u16, recv: u16) -> String {
+/// The pipeline sends RTP from port `send` and RTCP from `send + 1` (bound, as a symmetric
+/// client does): the bridge trusts RTCP only from the latched RTP source's address or its
+/// port + 1.
+fn gst_pipeline(bridge_rtp: u16, recv: u16, send: u16) -> String {
     let caps = "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,payload=96";
     format!(
         "rtpbin name=rb rb::rtpsession0::rtcp-min-interval=1000000000 \
          audiotestsrc is-live=true freq=440 volume=0.2 ! audioconvert ! audioresample \
          ! audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay pt=96 seqnum-offset={FIRST_SEQ} ! rb.send_rtp_sink_0 \
          rb.send_rtp_src_0 ! identity name=upstream silent=false drop-probability={UPSTREAM_DROP} \
-         ! udpsink host=127.0.0.1 port={bridge_rtp} \
-         rb.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={} sync=false async=false \
+         ! udpsink host=127.0.0.1 port={bridge_rtp} bind-port={send} \
+         rb.send_rtcp_src_0 ! udpsink host=127.0.0.1 port={} bind-port={} sync=false async=false \
          udpsrc port={recv} caps=\"{caps}\" \
          ! identity name=downstream silent=false drop-probability={DOWNSTREAM_DROP} \
          ! rb.recv_rtp_sink_0 \
          udpsrc port={} caps=application/x-rtcp ! rb.recv_rtcp_sink_0 \
-         rb. ! rtpopusdepay ! opusdec ! fakesink",
+         rb. ! rtpopusdepay ! opusdec ! fakesink async=false",
         bridge_rtp + 1,
+        send + 1,
         recv + 1,
     )
 }
@@ -198,6 +202,12 @@ fn gstreamer_rtpbin_reads_our_reports_and_we_read_its() {
     let conference = created["data"]["id"].as_str().unwrap().to_owned();
     let participants = format!("{base}/{conference}/participants");
     let recv = free_port_pair();
+    let send = loop {
+        let send = free_port_pair();
+        if send != recv {
+            break send;
+        }
+    };
     let joined = api(
         listen,
         "PUT",
@@ -210,7 +220,7 @@ fn gstreamer_rtpbin_reads_our_reports_and_we_read_its() {
     let (stdout, stderr) = (dir.join("gst.out"), dir.join("gst.err"));
     let gst = Command::new("gst-launch-1.0")
         .arg("-v")
-        .args(shell_words(&gst_pipeline(bridge_rtp, recv)))
+        .args(shell_words(&gst_pipeline(bridge_rtp, recv, send)))
         .env("GST_DEBUG", "rtpsource:5,rtpbin:5")
         .env("GST_DEBUG_NO_COLOR", "1")
         .stdout(std::fs::File::create(&stdout).unwrap())

@@ -76,7 +76,11 @@ async fn what_a_hears(kind: CodecKind, ports: (u16, u16)) -> (ToneResidual, u64)
     tokio::time::sleep(RECORD).await;
     let heard = phones[0].recording();
     let stats = phones[0].stats();
-    let counters = registry.get("acc1", "glitch").unwrap().handle().snapshot().counters;
+    let snapshot = registry.get("acc1", "glitch").unwrap().handle().snapshot();
+    let counters = snapshot.counters;
+    let jitter: Vec<String> =
+        snapshot.participants.iter().map(|p| format!("{}: {:?}", p.info.id, p.jitter)).collect();
+    println!("{}: the bridge's jitter buffers: {jitter:?}", kind.name());
     for phone in &phones {
         phone.stop();
     }

@@ -645,6 +645,12 @@ impl ConferenceTask {
                     }
                 },
                 _ = tokio::time::sleep_until(deadline) => {
+                    // What the readers handed over before the deadline belongs to this
+                    // tick: `select!` may have picked the deadline first.
+                    for _ in 0..INBOUND_QUEUE {
+                        let Ok(next) = inbound.try_recv() else { break };
+                        self.handle_inbound(next);
+                    }
                     let now = tokio::time::Instant::now();
                     let lateness = now.saturating_duration_since(deadline);
                     k += 1;
