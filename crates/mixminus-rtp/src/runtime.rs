@@ -874,7 +874,7 @@ impl ConferenceTask {
         let mut decodes = 0u32;
         for (&id, leg) in legs.iter_mut() {
             leg.refresh_consent(now);
-            decodes += u32::from(leg.playout(now, conference, id));
+            decodes += leg.playout(now, conference, id);
         }
         if let Some(tone) = self.tone.as_mut() {
             tone.render(conference);
