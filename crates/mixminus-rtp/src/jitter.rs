@@ -105,6 +105,10 @@ pub struct Pulled {
     pub skipped: u32,
     /// Payloads the decoder refused (concealed instead).
     pub undecodable: u32,
+    /// Samples removed by accelerate or merge this pull.
+    pub accelerated: u32,
+    /// Samples added by preemptive expand this pull.
+    pub expanded: u32,
 }
 
 impl Pulled {
@@ -117,6 +121,8 @@ impl Pulled {
             silent: 0,
             skipped: 0,
             undecodable: 0,
+            accelerated: 0,
+            expanded: 0,
         }
     }
 
@@ -153,6 +159,8 @@ pub struct JitterStats {
     pub merged_samples: u64,
     /// Restarts after a far jump.
     pub resyncs: u64,
+    /// The output sample rate, Hz: the unit of the sample counters.
+    pub sample_rate: u32,
     /// Packets from the playout point to the newest one, holes included.
     pub depth: u16,
     /// Audio the buffer holds (packets plus decoded samples), smoothed, ms.
@@ -283,7 +291,7 @@ impl JitterBuffer {
             delays: DelayEstimator::new(clock_rate, 2 * config.max_delay_ms),
             stretcher,
             level: 0.0,
-            stats: JitterStats::default(),
+            stats: JitterStats { sample_rate: out_rate, ..JitterStats::default() },
         }
     }
 
@@ -399,14 +407,15 @@ impl JitterBuffer {
         }
 
         if self.sync_len >= f && self.playing {
-            let changed = if accelerate {
-                self.accelerate(excess, margin)
+            if accelerate {
+                let removed = self.accelerate(excess, margin);
+                pulled.accelerated += removed as u32;
+                self.level -= removed as f64;
             } else if expand {
-                self.expand(deficit)
-            } else {
-                0.0
-            };
-            self.level += changed;
+                let added = self.expand(deficit);
+                pulled.expanded += added as u32;
+                self.level += added as f64;
+            }
         }
 
         let available = self.sync_len.min(out.len());
@@ -699,6 +708,7 @@ impl JitterBuffer {
             self.sync_len -= merged;
             self.stats.merged_samples += merged as u64;
             self.level -= merged as f64;
+            pulled.accelerated += merged as u32;
         }
     }
 
@@ -723,11 +733,11 @@ impl JitterBuffer {
     }
 
     /// Removes up to `excess` samples (trailing silence directly, audio by one period);
-    /// returns the change in level (negative).
-    fn accelerate(&mut self, excess: f64, margin: f64) -> f64 {
+    /// returns how many went.
+    fn accelerate(&mut self, excess: f64, margin: f64) -> usize {
         let want = (excess as usize).min(self.sync_len - self.frame);
         if want == 0 {
-            return 0.0;
+            return 0;
         }
         let removed = if self.silent_tail >= want {
             // Shorten the trailing silence.
@@ -740,16 +750,16 @@ impl JitterBuffer {
         self.sync_len -= removed;
         self.tails_within_sync();
         self.stats.accelerated_samples += removed as u64;
-        -(removed as f64)
+        removed
     }
 
     /// Adds up to `deficit` samples (trailing silence directly, audio by one period);
-    /// returns the change in level (positive).
-    fn expand(&mut self, deficit: f64) -> f64 {
+    /// returns how many were added.
+    fn expand(&mut self, deficit: f64) -> usize {
         let room = self.sync.len() - self.sync_len;
         let want = (deficit as usize).min(self.frame).min(room);
         if want < self.stretcher.min_lag() {
-            return 0.0;
+            return 0;
         }
         let added = if self.silent_tail >= self.frame {
             // Pad the trailing silence.
@@ -764,7 +774,7 @@ impl JitterBuffer {
         };
         self.sync_len += added;
         self.stats.expanded_samples += added as u64;
-        added as f64
+        added
     }
 
     fn tails_within_sync(&mut self) {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use mixminus_core::{Conference, ParticipantId};
 
 use crate::codec::{new_decoder, AudioDecoder, CodecParams};
-use crate::jitter::{FrameKind, InsertOutcome, JitterBuffer, JitterConfig};
+use crate::jitter::{FrameKind, InsertOutcome, JitterBuffer, JitterConfig, Pulled};
 use crate::packet::{is_rtcp, write_rtp_header, RtpHeader, RtpPacket};
 use crate::ports::PortPair;
 use crate::receive::{Port, ReaderLink};
@@ -284,13 +284,13 @@ impl Leg {
     }
 
     /// Plays out one frame into the conference as `id`'s input (a silent frame, or nothing
-    /// to play, leaves the participant not sending). Returns the decoder calls it made.
+    /// to play, leaves the participant not sending). Returns what the playout buffer did.
     pub(crate) fn playout(
         &mut self,
         now: Instant,
         conference: &mut Conference,
         id: ParticipantId,
-    ) -> u32 {
+    ) -> Pulled {
         let skip = self.skip_quiet_frame(conference, id);
         let pulled = self.jitter.pull(now, self.decoder.as_mut(), skip, &mut self.pcm);
         self.stats.concealed += u64::from(pulled.concealed);
@@ -303,7 +303,7 @@ impl Leg {
         let calls = pulled.decoder_calls();
         self.stats.decodes += u64::from(calls);
         if pulled.frame != FrameKind::Audio {
-            return calls;
+            return pulled;
         }
         if self.quiet_decode_interval > 1 && calls > 0 {
             self.last_energy = mixminus_core::frame_energy(&self.pcm);
@@ -311,7 +311,7 @@ impl Leg {
         if let Ok(out) = conference.input_mut(id) {
             out.copy_from_slice(&self.pcm);
         }
-        calls
+        pulled
     }
 
     /// Whether to skip decoding this frame: with a quiet decode interval n > 1, a
