@@ -83,7 +83,7 @@ pub(super) struct Run {
     pub(super) delivered: u64,
     pub(super) network_lost: u64,
     pub(super) stats: JitterStats,
-    /// Frames pulled that were not audio after the stream started.
+    /// Frames pulled that were not audio, from the stream's start to its last packet.
     pub(super) gaps: u64,
     /// Every output sample (when kept).
     pub(super) output: Vec<i16>,
@@ -146,6 +146,19 @@ pub(super) fn simulate(
     keep_output: bool,
     net: impl Fn(f64) -> Net,
 ) -> Run {
+    simulate_clock(config, seconds, seed, keep_output, 1.0, net)
+}
+
+/// [`simulate`] with a sender whose clock runs at `clock` times the receiver's (1.01: 1 %
+/// fast, so its 20 ms packets come every 19.8 ms).
+pub(super) fn simulate_clock(
+    config: JitterConfig,
+    seconds: u64,
+    seed: u64,
+    keep_output: bool,
+    clock: f64,
+    net: impl Fn(f64) -> Net,
+) -> Run {
     let packets = opus_packets(50);
     let mut decoder = opus_decoder();
     let mut jb = JitterBuffer::new(config, FRAME_MS as u32, RATE, FRAME);
@@ -158,7 +171,7 @@ pub(super) fn simulate(
     let mut arrivals: Vec<(f64, u64)> = Vec::new();
     let mut run = Run::default();
     for seq in 0..frames {
-        let sent = (seq * FRAME_MS) as f64;
+        let sent = (seq * FRAME_MS) as f64 / clock;
         let n = net(sent);
         if rng.unit() < n.loss {
             run.network_lost += 1;
@@ -173,6 +186,7 @@ pub(super) fn simulate(
     arrivals.sort_by(|a, b| a.0.total_cmp(&b.0));
     run.delivered = arrivals.len() as u64;
 
+    let last_arrival = arrivals.last().map_or(0.0, |a| a.0);
     let mut frame = vec![0i16; FRAME];
     let mut next_arrival = 0;
     let mut started = false;
@@ -187,7 +201,7 @@ pub(super) fn simulate(
         run.held_ms.push(jb.raw_level() / jb.per_ms);
         let pulled = jb.pull(at(now_ms), decoder.as_mut(), false, &mut frame);
         started |= pulled.frame == FrameKind::Audio;
-        if started && pulled.frame != FrameKind::Audio && tick < frames {
+        if started && pulled.frame != FrameKind::Audio && now_ms < last_arrival {
             run.gaps += 1;
         }
         let stats = jb.stats();

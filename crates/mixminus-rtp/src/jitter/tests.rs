@@ -1,6 +1,6 @@
 use proptest::prelude::*;
 
-use super::sim::{simulate, Jitter, Net, FRAME, FRAME_MS, RATE};
+use super::sim::{simulate, simulate_clock, Jitter, Net, FRAME, FRAME_MS, RATE};
 use super::*;
 use crate::codec::CodecError;
 use crate::dsp::{tone_residual_db, SineGenerator};
@@ -263,6 +263,34 @@ fn latency_returns_after_a_jitter_spike() {
     );
     assert!(peak as f64 > calm_target + 60.0, "the spike raised the delay");
     assert!(recovery_s <= 10.0, "took {recovery_s} s");
+}
+
+/// A sender clock off by ±0.1 % or ±1 % neither grows the buffer nor starves it: the
+/// stretch follows the drift, and nothing is lost or late.
+#[test]
+fn sender_clock_drift_neither_grows_nor_starves() {
+    for clock in [1.001, 0.999, 1.01, 0.99] {
+        let run = simulate_clock(JitterConfig::default(), 60, 3, false, clock, |_| {
+            Net::jitter(Jitter::Uniform(10.0))
+        });
+        let frames = run.held_ms.len() - 20;
+        let (early, late) = (run.mean_held(500, 1500), run.mean_held(2000, frames));
+        let max = run.held_ms[500..frames].iter().copied().fold(0.0, f64::max);
+        let net = run.stats.accelerated_samples as f64 - run.stats.expanded_samples as f64;
+        // What the drift asks for over the run, samples (positive: a fast sender).
+        let drift = (clock - 1.0) * 60.0 * f64::from(RATE);
+        eprintln!(
+            "clock {clock}: held mean {early:.1} ms (10-30 s) / {late:.1} ms (40-60 s), max \
+             {max:.1} ms; stretched net {:.0} ms for a drift of {:.0} ms; {:?}",
+            net / 48.0,
+            drift / 48.0,
+            run.stats
+        );
+        assert!((late - early).abs() < 10.0, "clock {clock}: {early} → {late} ms");
+        assert!(max < 80.0, "clock {clock}: {max} ms");
+        assert_eq!((run.stats.late, run.stats.lost), (0, 0), "clock {clock}");
+        assert!(run.gaps <= 3, "clock {clock}: {} gaps", run.gaps);
+    }
 }
 
 /// Time-stretching a sustained tone leaves it clean: in every 5 ms window the residual
