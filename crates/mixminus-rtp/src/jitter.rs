@@ -393,9 +393,11 @@ impl JitterBuffer {
         let accelerate = self.level > target + margin;
         let expand = !accelerate && self.level < target - margin;
 
-        // Decode until a frame is ready (plus, to accelerate, up to one more frame's worth
-        // when its packet is here: a period can only be cut from audio in hand).
-        let want_extra = if accelerate { (excess as usize).min(f) } else { 0 };
+        // Decode until a frame is ready. Accelerate cuts from the decoded audio left over
+        // beyond this frame, which costs no robustness (the next packet is due at the next
+        // tick either way); only a whole frame of excess justifies decoding the next packet
+        // a tick early to cut from it.
+        let want_extra = if accelerate && excess >= f as f64 + margin { f } else { 0 };
         let mut guard = 0;
         while self.playing && guard < MAX_FETCHES {
             guard += 1;
@@ -701,10 +703,17 @@ impl JitterBuffer {
         }
         self.appended(Fetched::Audio);
         if concealed_before > 0 {
-            // Real audio after concealment: cross-fade the concealment not yet played
-            // into it.
-            let merged =
-                self.stretcher.merge(&mut self.sync, self.sync_len, concealed_before, self.frame);
+            // Real audio after concealment: cross-fade the concealment not yet played into
+            // it, cutting no deeper than this tick's frame (or the next packet would be
+            // decoded early).
+            let cap = self.sync_len.saturating_sub(self.frame);
+            let merged = self.stretcher.merge(
+                &mut self.sync,
+                self.sync_len,
+                concealed_before,
+                self.frame,
+                cap,
+            );
             self.sync_len -= merged;
             self.stats.merged_samples += merged as u64;
             self.level -= merged as f64;

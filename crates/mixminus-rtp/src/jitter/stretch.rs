@@ -102,21 +102,23 @@ impl Stretcher {
 
     /// `buf[..len]` ends with concealment (`concealed` samples) followed by `fresh` newly
     /// decoded samples. Cross-fades the concealment's end into the best-aligned point of
-    /// the fresh audio and drops what lies between; returns how many samples went.
+    /// the fresh audio and drops what lies between (at most `max_remove` samples); returns
+    /// how many samples went.
     pub(super) fn merge(
         &mut self,
         buf: &mut [i16],
         len: usize,
         concealed: usize,
         fresh: usize,
+        max_remove: usize,
     ) -> usize {
         let fresh = fresh.min(len);
-        let m = concealed.min(len - fresh).min(self.merge_len());
+        let m = concealed.min(len - fresh).min(self.merge_len()).min(max_remove);
         if m < self.min_lag || fresh < m {
             return 0;
         }
         let seam = len - fresh;
-        let max_shift = self.max_lag.min(fresh - m);
+        let max_shift = self.max_lag.min(fresh - m).min(max_remove - m);
         let tail = seam - m;
         let shift = self.align(&buf[tail..seam], &buf[seam..len], max_shift);
         for i in 0..m {
