@@ -395,9 +395,9 @@ impl JitterBuffer {
 
         // Decode until a frame is ready. Accelerate cuts from the decoded audio left over
         // beyond this frame, which costs no robustness (the next packet is due at the next
-        // tick either way); only a whole frame of excess justifies decoding the next packet
-        // a tick early to cut from it.
-        let want_extra = if accelerate && excess >= f as f64 + margin { f } else { 0 };
+        // tick either way); only half a frame of excess justifies decoding the next packet
+        // a tick early to cut from it (less would leave the level below target).
+        let want_extra = if accelerate && excess >= f as f64 / 2.0 + margin { f } else { 0 };
         let mut guard = 0;
         while self.playing && guard < MAX_FETCHES {
             guard += 1;
