@@ -19,16 +19,19 @@ const FRAME: usize = 960;
 
 fn jitter(c: &mut Criterion) {
     let mut group = c.benchmark_group("jitter");
-    let payload = Bytes::from_static(&[0u8; 80]);
-    group.bench_function("insert_pop", |b| {
+    let payload = Bytes::new();
+    group.bench_function("insert_pull_silence", |b| {
+        // Silence-marked (empty) payloads: the buffer's own cost, no decoding.
         let t0 = Instant::now();
-        let mut jb = JitterBuffer::new(JitterConfig::default(), 20, 48_000);
+        let mut decoder = new_decoder(&CodecParams::new(CodecKind::Opus), 48_000, FRAME).unwrap();
+        let mut jb = JitterBuffer::new(JitterConfig::default(), 20, 48_000, FRAME);
+        let mut pcm = vec![0i16; FRAME];
         let mut seq = 0u64;
         b.iter(|| {
             let now = t0 + Duration::from_millis(20 * seq);
             jb.insert(now, seq, (seq * 960) as u32, payload.clone());
             seq += 1;
-            jb.pop(now)
+            jb.pull(now, decoder.as_mut(), false, &mut pcm)
         });
     });
     group.finish();

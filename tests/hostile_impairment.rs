@@ -135,7 +135,8 @@ async fn matrix(warm: Duration, measure: Duration, ports: (u16, u16)) -> Vec<Row
     let mut config = BridgeConfig::default();
     config.rtp_ports = ports;
     let bridge = Bridge::new(config).unwrap();
-    let limit = JitterConfig::default().max_depth as u32;
+    // The buffer holds at most twice its maximum delay, in 20 ms packets.
+    let limit = 2 * JitterConfig::default().max_delay_ms / 20;
     let scenarios = scenarios();
     let mut running = Vec::new();
     for (n, s) in scenarios.iter().enumerate() {
@@ -174,7 +175,7 @@ async fn matrix(warm: Duration, measure: Duration, ports: (u16, u16)) -> Vec<Row
         let j = leg.jitter;
         let proxy = &r.proxy.counters;
         let line = format!(
-            "| {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} |",
+            "| {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} | {} | {}/{} | {}/{} |",
             s.name,
             levels[0],
             levels[1],
@@ -185,7 +186,10 @@ async fn matrix(warm: Duration, measure: Duration, ports: (u16, u16)) -> Vec<Row
             st.fec_recovered,
             st.dropped(DropReason::Late),
             st.dropped(DropReason::Duplicate),
-            j.drift_dropped,
+            j.accelerated_samples / 48,
+            j.expanded_samples / 48,
+            j.delay_ms,
+            j.target_ms,
             st.dropped(DropReason::Overflow),
             r.max_depth,
             limit,
@@ -212,9 +216,9 @@ async fn matrix(warm: Duration, measure: Duration, ports: (u16, u16)) -> Vec<Row
         });
     }
     println!(
-        "| scenario | 440 Hz heard, dB | 1100 Hz (deaf), dB | lost in network | packets in | lost (jitter) | concealed | FEC | late | dup dropped | drift dropped | overflow | max depth/limit | late/skipped ticks |"
+        "| scenario | 440 Hz heard, dB | 1100 Hz (deaf), dB | lost in network | packets in | lost (jitter) | concealed | FEC | late | dup dropped | accelerated/expanded ms | delay/target ms | overflow | max depth/limit | late/skipped ticks |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in &rows {
         println!("{}", row.line);
     }

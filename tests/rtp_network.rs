@@ -83,6 +83,10 @@ async fn tones_survive_loss_jitter_reordering_and_duplicates() {
     let snapshot = conference.snapshot();
     for p in &snapshot.participants {
         assert!(p.jitter_depth <= 20, "jitter buffer bounded: {}", p.jitter_depth);
+        // 40 ms of jitter: the playout buffer aims beyond one frame, within its bounds.
+        let j = p.jitter;
+        assert!(j.target_ms > 20 && j.target_ms <= 200, "playout target: {j:?}");
+        assert!(j.delay_ms <= 400, "playout delay bounded: {j:?}");
         assert!(p.stats.concealed + p.stats.fec_recovered > 0, "loss was repaired: {:?}", p.stats);
         assert!(p.stats.dropped(DropReason::Duplicate) > 0, "duplicates dropped: {:?}", p.stats);
     }

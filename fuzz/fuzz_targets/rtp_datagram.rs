@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use mixminus_rtp::{
-    new_decoder, CodecKind, CodecParams, JitterBuffer, JitterConfig, Playout, RtpPacket,
-    SequenceExtender,
+    new_decoder, CodecKind, CodecParams, JitterBuffer, JitterConfig, RtpPacket, SequenceExtender,
 };
 
 fuzz_target!(|datagrams: Vec<Vec<u8>>| {
@@ -17,7 +16,7 @@ fuzz_target!(|datagrams: Vec<Vec<u8>>| {
     let mut opus = new_decoder(&CodecParams::new(CodecKind::Opus), 48_000, 960).expect("opus");
     let mut pcmu = new_decoder(&CodecParams::new(CodecKind::Pcmu), 48_000, 960).expect("pcmu");
     let mut seq = SequenceExtender::new();
-    let mut jitter = JitterBuffer::new(JitterConfig::default(), 20, 48_000);
+    let mut jitter = JitterBuffer::new(JitterConfig::default(), 20, 48_000, 960);
     let mut out = vec![0i16; 960];
     for (i, datagram) in datagrams.iter().take(512).enumerate() {
         let now = t0 + Duration::from_millis(7 * i as u64);
@@ -32,18 +31,9 @@ fuzz_target!(|datagrams: Vec<Vec<u8>>| {
                 );
             }
         }
-        match jitter.pop(now) {
-            Playout::Packet(payload) => {
-                let decoder =
-                    if payload.first().is_some_and(|b| b & 1 == 0) { &mut opus } else { &mut pcmu };
-                if let Ok(n) = decoder.decode(&payload, &mut out) {
-                    assert!(n <= out.len());
-                }
-            }
-            Playout::Lost { fec_from: Some(next) } => opus.decode_fec(&next, &mut out),
-            Playout::Lost { fec_from: None } => opus.conceal(&mut out),
-            Playout::Empty => {}
-        }
-        assert!(jitter.depth() <= 128 + 1);
+        // Both decoders see the same stream of payloads, every other tick each.
+        let decoder = if i % 2 == 0 { &mut opus } else { &mut pcmu };
+        let _ = jitter.pull(now, decoder.as_mut(), i % 5 == 4, &mut out);
+        assert!(jitter.depth() <= 2 * 200 / 20 + 32);
     }
 });

@@ -624,6 +624,7 @@ impl ConferenceEntry {
             },
             "rtp": rtp,
             "rtcp": rtcp_json(&leg.rtcp),
+            "playout": playout_json(leg),
         });
         if let (Value::Object(map), Some(meta)) = (&mut object, meta) {
             map.insert("call_id".into(), meta.call_id.into());
@@ -840,6 +841,28 @@ pub fn rtcp_json(rtcp: &RtcpStats) -> Value {
         "reports_received": rtcp.reports_received,
         "inbound": inbound,
         "remote_inbound": remote,
+    })
+}
+
+/// The participant's `playout` object: its playout buffer's delay, target and what it did to
+/// hold them (stretch amounts in ms of audio).
+pub fn playout_json(leg: &LegSnapshot) -> Value {
+    let j = &leg.jitter;
+    let ms = |samples: u64| samples as f64 * 1000.0 / f64::from(j.sample_rate.max(1));
+    json!({
+        "delay_ms": j.delay_ms,
+        "target_ms": j.target_ms,
+        "depth": leg.jitter_depth,
+        "received": j.received,
+        "late": j.late,
+        "lost": j.lost,
+        "concealed": j.concealed,
+        "fec_recovered": j.fec_recovered,
+        "duplicates": j.duplicates,
+        "overflow": j.overflow,
+        "accelerated_ms": ms(j.accelerated_samples),
+        "expanded_ms": ms(j.expanded_samples),
+        "merged_ms": ms(j.merged_samples),
     })
 }
 

@@ -1,42 +1,56 @@
-//! An adaptive jitter buffer, sans-IO: the caller passes arrival times in and pops exactly
-//! one frame per conference tick.
+//! The playout buffer of one inbound stream, NetEq-style and sans-IO: packets go in with
+//! their arrival time; every conference tick exactly one frame of decoded audio comes out.
 //!
-//! One RTP packet carries one frame (the leg's ptime equals the conference frame), so the
-//! buffer works in extended sequence numbers (from
-//! [`SequenceExtender`](crate::SequenceExtender)).
-//! [`JitterBuffer`] documents how it behaves, and why.
+//! Two buffers, as in WebRTC's NetEq:
+//! - a **packet buffer** keyed by extended sequence number (from
+//!   [`SequenceExtender`](crate::SequenceExtender)); each packet keeps its arrival
+//!   [`Instant`], which feeds the delay statistics at whatever resolution the caller's
+//!   clock has (sub-millisecond with the socket reader's stamps);
+//! - a **sync buffer** of decoded samples not yet played, from which each tick's frame is
+//!   taken. Because it holds samples, not frames, latency is adapted in samples: by
+//!   time-stretching the decoded audio, never by dropping or repeating a frame.
+//!
+//! [`JitterBuffer`] says how it decides what to do, and why.
+
+mod delay;
+mod stretch;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-/// Depth bounds, in frames.
+use crate::codec::AudioDecoder;
+use delay::DelayEstimator;
+use stretch::Stretcher;
+
+/// Delay bounds, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JitterConfig {
-    /// Never start playing with fewer frames buffered than this (at least 1).
-    pub min_depth: u16,
-    /// Never hold more than this; the oldest frames are dropped (and counted) past it.
-    pub max_depth: u16,
+    /// Delay always kept beyond one frame, ms (0: only what the jitter asks for).
+    pub min_delay_ms: u32,
+    /// The most delay the buffer aims for, ms; it holds at most twice this (a burst after
+    /// a stall), past which the oldest packets are dropped.
+    pub max_delay_ms: u32,
 }
 
 impl Default for JitterConfig {
-    /// 1 to 10 frames (20–200 ms at 20 ms frames).
+    /// No added minimum; at most 200 ms of target delay.
     fn default() -> Self {
-        Self { min_depth: 1, max_depth: 10 }
+        Self { min_delay_ms: 0, max_delay_ms: 200 }
     }
 }
 
 impl JitterConfig {
-    /// Bounds in frames; `min_depth` is clamped to 1..=[`MAX_DEPTH`](Self::MAX_DEPTH) and
-    /// `max_depth` to `min_depth..=MAX_DEPTH`.
-    pub fn new(min_depth: u16, max_depth: u16) -> Self {
-        let min_depth = min_depth.clamp(1, Self::MAX_DEPTH);
-        Self { min_depth, max_depth: max_depth.clamp(min_depth, Self::MAX_DEPTH) }
+    /// Bounds in ms; `max_delay_ms` is clamped to 20..=[`MAX_DELAY_MS`](Self::MAX_DELAY_MS)
+    /// and `min_delay_ms` to at most `max_delay_ms`.
+    pub fn new(min_delay_ms: u32, max_delay_ms: u32) -> Self {
+        let max_delay_ms = max_delay_ms.clamp(20, Self::MAX_DELAY_MS);
+        Self { min_delay_ms: min_delay_ms.min(max_delay_ms), max_delay_ms }
     }
 
-    /// The largest depth a buffer may be configured with (2 s of 20 ms frames).
-    pub const MAX_DEPTH: u16 = 100;
+    /// The largest delay a buffer may be configured with.
+    pub const MAX_DELAY_MS: u32 = 2_000;
 }
 
 /// What happened to an inserted packet.
@@ -47,10 +61,11 @@ pub enum InsertOutcome {
     Accepted,
     /// Already buffered or recently played: dropped.
     Duplicate,
-    /// Behind the playout point: dropped.
+    /// Behind the playout point: dropped (its arrival still counts in the delay
+    /// statistics, so the target grows).
     Late,
-    /// Buffered, but the buffer would have been deeper than `max_depth`: this many older
-    /// buffered packets were dropped to make room.
+    /// Buffered, but the buffer would have held more than twice `max_delay_ms`: this many
+    /// older buffered packets were dropped to make room.
     Overflow {
         /// Buffered packets dropped.
         dropped: u32,
@@ -60,26 +75,64 @@ pub enum InsertOutcome {
     Resync,
 }
 
-/// One tick's frame.
-///
-/// Deliberately not `#[non_exhaustive]`: every caller must handle each case, and a new case
-/// should break their build rather than fall into a wildcard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Playout {
-    /// The frame's payload.
-    Packet(Bytes),
-    /// No payload for this frame: conceal it. `fec_from` is the next packet's payload when
-    /// already buffered (Opus can rebuild the lost frame from its in-band FEC); it is
-    /// `None` also when the buffer ran dry and holds its playout point.
-    Lost {
-        /// The next packet, if buffered.
-        fec_from: Option<Bytes>,
-    },
-    /// Nothing to play: the participant is not sending (or the buffer is still filling).
+/// What the frame [`JitterBuffer::pull`] wrote holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameKind {
+    /// Audio (decoded, concealed, or stretched).
+    Audio,
+    /// Only zeros: silence-marked frames, skipped decodes, or concealment faded out.
+    Silence,
+    /// Nothing is playing: the stream has not started or has paused. The frame is zeros.
     Empty,
 }
 
-/// Counters, plus the current and target depth.
+/// One [`pull`](JitterBuffer::pull): what the frame holds and what the decoder did for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pulled {
+    /// What the output frame holds.
+    pub frame: FrameKind,
+    /// Payloads decoded.
+    pub decoded: u32,
+    /// Lost frames rebuilt from the next packet's in-band FEC.
+    pub fec: u32,
+    /// Frames of decoder concealment (loss, or a packet not here yet).
+    pub concealed: u32,
+    /// Silence-marked (empty) payloads played as silence without decoding.
+    pub silent: u32,
+    /// Payloads not decoded because the caller asked to skip decoding.
+    pub skipped: u32,
+    /// Payloads the decoder refused (concealed instead).
+    pub undecodable: u32,
+    /// Samples removed by accelerate or merge this pull.
+    pub accelerated: u32,
+    /// Samples added by preemptive expand this pull.
+    pub expanded: u32,
+}
+
+impl Pulled {
+    fn new() -> Self {
+        Self {
+            frame: FrameKind::Empty,
+            decoded: 0,
+            fec: 0,
+            concealed: 0,
+            silent: 0,
+            skipped: 0,
+            undecodable: 0,
+            accelerated: 0,
+            expanded: 0,
+        }
+    }
+
+    /// Decoder calls made (decodes, FEC and concealment).
+    pub fn decoder_calls(&self) -> u32 {
+        self.decoded + self.fec + self.concealed + self.undecodable
+    }
+}
+
+/// Counters, and the current and target delay.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JitterStats {
@@ -89,86 +142,94 @@ pub struct JitterStats {
     pub duplicates: u64,
     /// Packets that arrived behind the playout point, dropped.
     pub late: u64,
-    /// Buffered packets dropped because the buffer was past `max_depth`.
+    /// Buffered packets dropped because the buffer held more than twice `max_delay_ms`.
     pub overflow: u64,
-    /// Buffered frames dropped to catch up with a sender clock running fast.
-    pub drift_dropped: u64,
-    /// Sequence numbers whose packet never arrived in time (played as [`Playout::Lost`],
-    /// or skipped after a hold had already covered them).
+    /// Sequence numbers whose packet never arrived in time.
     pub lost: u64,
-    /// Frames concealed while the buffer held its playout point, waiting for a packet
-    /// (a slow sender, jitter, or a loss not yet known as one).
+    /// Frames of decoder concealment: losses without FEC, and waits for a packet not
+    /// here yet (a wait whose packet then comes costs latency, not audio).
     pub concealed: u64,
+    /// Lost frames rebuilt from Opus in-band FEC.
+    pub fec_recovered: u64,
+    /// Samples removed by accelerate (audio and silence), at the output rate.
+    pub accelerated_samples: u64,
+    /// Samples added by preemptive expand (audio and silence), at the output rate.
+    pub expanded_samples: u64,
+    /// Samples of concealment dropped when real audio returned (merge), at the output rate.
+    pub merged_samples: u64,
     /// Restarts after a far jump.
     pub resyncs: u64,
-    /// Frames from the playout point to the newest packet, holes included.
+    /// The output sample rate, Hz: the unit of the sample counters.
+    pub sample_rate: u32,
+    /// Packets from the playout point to the newest one, holes included.
     pub depth: u16,
-    /// The depth the buffer aims for now.
-    pub target_depth: u16,
+    /// Audio the buffer holds (packets plus decoded samples), smoothed, ms.
+    pub delay_ms: u32,
+    /// The delay the buffer aims for: one frame, plus the 95th percentile of recent
+    /// packets' delay relative to the fastest one, within the configured bounds, ms.
+    pub target_ms: u32,
 }
 
-/// An adaptive jitter buffer for one stream, sans-IO.
-///
-/// Insert every packet as it arrives, with its arrival time; pop exactly once per
-/// conference frame. [`stats`](Self::stats) counts what happened.
+/// The playout buffer of one stream, sans-IO: [`insert`](Self::insert) every packet as it
+/// arrives, with its arrival time; [`pull`](Self::pull) exactly once per conference frame.
 ///
 /// How it behaves, and why:
-/// - **Target depth** follows the RFC 3550 interarrival jitter estimate (§6.4.1, spacing
-///   measured against media timestamps so a DTX pause is not mistaken for jitter): one
-///   frame plus two jitter deviations, plus the frames by which the latest late packet
-///   missed its turn (decaying by one frame per 10 s without late packets), between the
-///   configured minimum and maximum.
-/// - **Start**: nothing plays until the target depth is buffered. While filling, a packet
-///   reordered ahead of the first one is still accepted.
-/// - **Reordering** within the window is free: packets land in their slot. **Duplicates**
-///   (still buffered, or played recently) are dropped. A packet **behind the playout point**
-///   is late: dropped and counted (its frame was already reported lost).
-/// - **Hold**: when the next frame is missing and less than the target depth is buffered
-///   behind it (nothing at all, in an underrun), it is more likely late than lost. The
-///   playout point holds still for a frame ([`Playout::Lost`] without FEC, counted as
-///   `concealed`): if the packet then comes, it plays and the buffer is one frame deeper —
-///   this is how a slow sender clock or more jitter buys latency. If it never comes, it is
-///   skipped as soon as later packets are here, so the hold leaves no latency behind.
-///   After a few empty holds in a row the sender is taken to have paused (DTX, on hold):
-///   [`Playout::Empty`] until it resumes.
-/// - **Loss**: a missing frame with the target depth behind it is [`Playout::Lost`],
-///   carrying the next packet's payload when buffered, so Opus can decode the lost frame
-///   from its FEC.
-/// - **Drift**: if the depth at playout never drops to the target for a whole window (one
-///   second at 20 ms frames), that surplus was never needed: one frame is dropped. A fast
-///   sender clock is corrected this way, one frame at a time.
-/// - **Bounded memory**: the slots are allocated once; a packet that would make the buffer
-///   deeper than `max_depth` pushes the oldest frames out ([`InsertOutcome::Overflow`]).
-///   A jump further than any plausible gap restarts the buffer there.
+/// - **Target delay** (ms, not frames): one frame, plus the 0.95 quantile of the packets'
+///   delay relative to the fastest packet of the last 2 s, from a histogram with
+///   exponential forgetting (NetEq's `DelayManager`), within
+///   [`JitterConfig`]'s bounds. With no jitter it is one frame.
+/// - **Level**: each pull measures the audio held (the span of buffered packets plus the
+///   decoded samples not yet played), smoothed over about 8 ticks. Above the target by
+///   more than a margin (a quarter of the jitter allowance, at least 3 ms), one pitch
+///   period is removed (**accelerate**); below it by the margin, one is added
+///   (**preemptive expand**), both with the cross-fades of `stretch.rs`. Silence is cut or
+///   padded directly. At most one stretch per tick, of at most 15 ms.
+/// - **Loss and lateness**: a missing packet with the target's worth of audio behind it is
+///   lost: the decoder rebuilds it from the next packet's FEC when that is here, or
+///   conceals it (**expand**). With less behind it, it is more likely late: the decoder
+///   conceals a frame and the buffer waits for it; if it comes it plays (the wait cost
+///   latency, which accelerate takes back), if later packets come first it is skipped.
+///   When real audio follows concealment, the end of the concealment not yet played is
+///   cross-faded into it (**merge**). After a few concealed frames with nothing buffered
+///   the sender is taken to have paused (DTX, hold): [`FrameKind::Empty`] until it
+///   resumes, and playing resumes once the target delay is buffered again.
+/// - **Reordering** within the window is free; **duplicates** are dropped; a packet behind
+///   the playout point is **late** (dropped, but its arrival feeds the statistics).
+/// - **Bounded**: all memory (packet slots, sync buffer, statistics, scratch) is allocated
+///   in [`new`](Self::new); a burst that would hold more than twice `max_delay_ms` pushes
+///   the oldest packets out, and a jump further than any plausible gap restarts the buffer.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
 /// use bytes::Bytes;
-/// use mixminus_rtp::{InsertOutcome, JitterBuffer, JitterConfig, Playout};
+/// use mixminus_rtp::{new_decoder, CodecKind, CodecParams, FrameKind, JitterBuffer, JitterConfig};
 ///
+/// // PCMU at 8 kHz, decoded to a 48 kHz conference in 20 ms frames.
+/// let params = CodecParams::new(CodecKind::Pcmu);
+/// let mut decoder = new_decoder(&params, 48_000, 960).unwrap();
+/// let mut jb = JitterBuffer::new(JitterConfig::default(), 20, 8_000, 960);
 /// let t0 = Instant::now();
-/// let mut jb = JitterBuffer::new(JitterConfig::default(), 20, 48_000);
-/// // Packets 0 and 2 arrive; 1 is lost on the way.
-/// for seq in [0u64, 2] {
-///     let ts = seq as u32 * 960;
-///     assert_eq!(jb.insert(t0, seq, ts, Bytes::from(vec![seq as u8])), InsertOutcome::Accepted);
+/// let mut frame = vec![0i16; 960];
+/// for seq in 0..50u64 {
+///     let now = t0 + Duration::from_millis(20 * seq);
+///     // 0x80 is µ-law for a small positive value; a steady stream, no jitter.
+///     jb.insert(now, seq, seq as u32 * 160, Bytes::from(vec![0x80u8; 160]));
+///     let pulled = jb.pull(now, decoder.as_mut(), false, &mut frame);
+///     assert_eq!(pulled.frame, FrameKind::Audio);
 /// }
-/// let tick = Duration::from_millis(20);
-/// assert_eq!(jb.pop(t0), Playout::Packet(Bytes::from(vec![0])));
-/// // Frame 1 is missing, but frame 2 (which carries Opus FEC for it) is here.
-/// assert_eq!(jb.pop(t0 + tick), Playout::Lost { fec_from: Some(Bytes::from(vec![2])) });
-/// assert_eq!(jb.pop(t0 + 2 * tick), Playout::Packet(Bytes::from(vec![2])));
-/// assert_eq!(jb.stats().lost, 1);
+/// let stats = jb.stats();
+/// assert_eq!((stats.lost, stats.concealed, stats.target_ms), (0, 0, 20));
+/// assert!(stats.delay_ms <= 25, "one frame held, not more: {}", stats.delay_ms);
 /// ```
 #[derive(Debug)]
 pub struct JitterBuffer {
     config: JitterConfig,
-    frame_us: f64,
-    clock_rate: f64,
-    /// A ring indexed by `seq % SLOTS`; more slots than `max_depth`, so recently played
-    /// sequence numbers are remembered for duplicate detection.
+    /// Output samples per frame (one packet decodes to one frame).
+    frame: usize,
+    /// Output samples per ms.
+    per_ms: f64,
     slots: Vec<Slot>,
-    /// The next sequence number to play; `None` before the first packet.
+    /// The next sequence number to decode; `None` before the first packet.
     next: Option<u64>,
     /// The newest sequence number buffered (meaningful when `next` is set).
     highest: u64,
@@ -176,57 +237,71 @@ pub struct JitterBuffer {
     /// Whether the playout point has moved since the last (re)start; before that, a
     /// packet reordered ahead of the first one may lower it.
     advanced: bool,
-    /// Consecutive pops that found the buffer empty.
+    /// Consecutive frames concealed with nothing buffered.
     underruns: u32,
-    /// Frames concealed by holds since a packet last played.
+    /// Frames concealed while waiting for `next` (each stands in for one missing packet).
     held: u32,
-    /// Extra target depth after late packets, and pops since the last one.
-    late_boost: u16,
-    pops_since_late: u32,
-    /// Pops in the current drift window and the least depth seen in it.
-    window_pops: u32,
-    window_min: u64,
-    /// RFC 3550 jitter estimate, µs.
-    jitter_us: f64,
-    /// The previous in-order arrival: (seq, time, media timestamp).
-    last_arrival: Option<(u64, Instant, u32)>,
+    /// Decoded samples not yet played: `sync[..sync_len]`.
+    sync: Vec<i16>,
+    sync_len: usize,
+    /// Samples at the end of `sync[..sync_len]` that are decoder concealment.
+    concealed_tail: usize,
+    /// Samples at the end of `sync[..sync_len]` that are silence (zeros).
+    silent_tail: usize,
+    /// Whether the last frame appended was silence: then a gap stays silent rather than
+    /// asking the decoder to extrapolate from stale state.
+    after_silence: bool,
+    delays: DelayEstimator,
+    stretcher: Stretcher,
+    /// Smoothed level, output samples.
+    level: f64,
     stats: JitterStats,
 }
 
 impl JitterBuffer {
-    /// An empty buffer for frames of `frame_ms` milliseconds whose RTP timestamps run at
-    /// `clock_rate` Hz. All memory is allocated here.
-    pub fn new(config: JitterConfig, frame_ms: u32, clock_rate: u32) -> Self {
+    /// An empty buffer for a stream of `frame_ms` packets whose RTP timestamps run at
+    /// `clock_rate` Hz and which a decoder turns into `frame_samples` samples each. All
+    /// memory is allocated here.
+    pub fn new(config: JitterConfig, frame_ms: u32, clock_rate: u32, frame_samples: usize) -> Self {
         // Re-clamp: the fields are public, so a config may not have come through `new`.
-        let config = JitterConfig::new(config.min_depth, config.max_depth);
+        let config = JitterConfig::new(config.min_delay_ms, config.max_delay_ms);
+        let frame_ms = frame_ms.max(1);
+        let frame = frame_samples.max(1);
+        let out_rate = (frame as u64 * 1000 / u64::from(frame_ms)) as u32;
+        let slots = (2 * config.max_delay_ms / frame_ms) as usize + SLOT_MARGIN;
+        let stretcher = Stretcher::new(out_rate);
         Self {
             config,
-            frame_us: f64::from(frame_ms.max(1)) * 1_000.0,
-            clock_rate: f64::from(clock_rate.max(1)),
-            slots: (0..SLOTS).map(|_| Slot::default()).collect(),
+            frame,
+            per_ms: frame as f64 / f64::from(frame_ms),
+            slots: (0..slots).map(|_| Slot::default()).collect(),
             next: None,
             highest: 0,
             playing: false,
             advanced: false,
             underruns: 0,
             held: 0,
-            late_boost: 0,
-            pops_since_late: 0,
-            window_pops: 0,
-            window_min: u64::MAX,
-            jitter_us: 0.0,
-            last_arrival: None,
-            stats: JitterStats::default(),
+            // Room for: a frame left over, up to two decoded frames, and one inserted
+            // period (≤ 15 ms ≤ a frame at most rates); four frames cover it all.
+            sync: vec![0; 4 * frame + out_rate as usize * 15 / 1000],
+            sync_len: 0,
+            concealed_tail: 0,
+            silent_tail: 0,
+            after_silence: false,
+            delays: DelayEstimator::new(clock_rate, 2 * config.max_delay_ms),
+            stretcher,
+            level: 0.0,
+            stats: JitterStats { sample_rate: out_rate, ..JitterStats::default() },
         }
     }
 
     /// Adds a packet with extended sequence number `seq` (below 2^62, as any
     /// [`SequenceExtender`](crate::SequenceExtender) gives) and media timestamp
-    /// `rtp_timestamp` that arrived at `now`. An empty `payload` is kept as is (callers may
-    /// use it to mark a frame known to be silent).
+    /// `rtp_timestamp`, which arrived at `arrival`. An empty `payload` marks a frame known
+    /// to be silent: it keeps its place and plays as silence without a decode.
     pub fn insert(
         &mut self,
-        now: Instant,
+        arrival: Instant,
         seq: u64,
         rtp_timestamp: u32,
         payload: Bytes,
@@ -239,38 +314,36 @@ impl JitterBuffer {
         }
         let Some(next) = self.next else {
             self.restart_at(seq);
-            return self.store(now, seq, rtp_timestamp, payload, InsertOutcome::Accepted);
+            return self.store(arrival, seq, rtp_timestamp, payload, InsertOutcome::Accepted);
         };
         if self.slot(seq).holds(seq) {
             self.stats.duplicates += 1;
             return InsertOutcome::Duplicate;
         }
+        let capacity = self.slots.len() as u64 - SLOT_MARGIN as u64;
         if seq < next {
             // While filling, nothing has played: a packet reordered ahead of the first one
             // can still take its place.
-            if !self.advanced && self.highest - seq < u64::from(self.config.max_depth) {
+            if !self.advanced && self.highest - seq < capacity {
                 self.next = Some(seq);
-                return self.store(now, seq, rtp_timestamp, payload, InsertOutcome::Accepted);
+                return self.store(arrival, seq, rtp_timestamp, payload, InsertOutcome::Accepted);
             }
             self.stats.late += 1;
-            // Raise the target so a packet this late would have made it (decays later).
-            let lateness = (next - seq).min(u64::from(self.config.max_depth)) as u16;
-            self.late_boost = self.late_boost.max(lateness);
-            self.pops_since_late = 0;
+            // The evidence that the target was too short.
+            self.delays.on_packet(arrival, rtp_timestamp);
             return InsertOutcome::Late;
         }
-        let max = u64::from(self.config.max_depth);
         let mut outcome = InsertOutcome::Accepted;
-        if seq >= next + max {
+        if seq >= next + capacity {
             if seq - self.highest.max(next) > RESYNC_GAP {
                 // Not a gap but a new stream (or hours of outage): start over there.
-                self.clear();
+                self.clear_packets();
                 self.restart_at(seq);
                 self.stats.resyncs += 1;
-                self.last_arrival = None;
+                self.delays.reset();
                 outcome = InsertOutcome::Resync;
             } else {
-                let keep_from = seq + 1 - max;
+                let keep_from = seq + 1 - capacity;
                 // When nothing older survives, restart at this packet and refill before
                 // playing, rather than play out a run of holes.
                 let to = if self.highest < keep_from { seq } else { keep_from };
@@ -282,115 +355,121 @@ impl JitterBuffer {
                 outcome = InsertOutcome::Overflow { dropped };
             }
         }
-        self.store(now, seq, rtp_timestamp, payload, outcome)
+        self.store(arrival, seq, rtp_timestamp, payload, outcome)
     }
 
-    /// The frame to play this tick. Call exactly once per conference frame, after inserting
-    /// what arrived. `now` is accepted for symmetry with [`insert`](Self::insert); the
-    /// buffer's clock is the pop cadence itself.
-    pub fn pop(&mut self, now: Instant) -> Playout {
+    /// Writes this tick's frame into `out` (exactly `frame_samples`; a longer `out` keeps
+    /// its tail, a shorter one gets what fits). Call exactly once per conference frame,
+    /// after inserting what arrived. `decoder` is the stream's decoder: the buffer decides
+    /// when to decode, to rebuild from FEC or to conceal. With `skip_decode` (the caller
+    /// does not need this frame's sound, e.g. a quiet participant) payloads due now are
+    /// consumed as silence without decoding, and losses are not concealed; the buffer's
+    /// timing is unaffected. `now` is accepted for symmetry with
+    /// [`insert`](Self::insert); the buffer's clock is the pull cadence itself.
+    pub fn pull(
+        &mut self,
+        now: Instant,
+        decoder: &mut dyn AudioDecoder,
+        skip_decode: bool,
+        out: &mut [i16],
+    ) -> Pulled {
         let _ = now;
-        let Some(mut next) = self.next else { return Playout::Empty };
-        let mut depth = self.depth() as u64;
-        if !self.playing {
-            if depth < u64::from(self.target_depth()) {
-                return Playout::Empty;
-            }
-            // Start with audio, not with the holes in front of it (a resuming sender's
-            // first packets may be the lost ones).
-            let first = (next..=self.highest).find(|&s| self.slot(s).payload(s).is_some());
-            if let Some(first) = first.filter(|&first| first > next) {
-                self.skip_to(first);
-                next = first;
-                depth = self.depth() as u64;
-            }
-            self.playing = true;
-            self.underruns = 0;
-            self.held = 0;
-            self.reset_window();
-        }
-        self.decay_late_boost();
-        if depth == 0 {
-            // Dry: hold the playout point, so the buffer grows rather than the stream
-            // skipping ahead.
-            self.underruns += 1;
-            if self.underruns > PAUSE_AFTER_UNDERRUNS {
-                self.playing = false;
-                return Playout::Empty;
-            }
-            return self.hold();
-        }
-        self.underruns = 0;
-        // A frame already covered by a hold whose packet never came, with later packets
-        // here: skip it now, or the hold would leave a frame of latency behind.
-        while self.held > 0 && !self.has(next) && next < self.highest {
-            self.held -= 1;
-            self.stats.lost += 1;
-            self.advanced = true;
-            next += 1;
-        }
-        self.next = Some(next);
-        let depth = self.depth() as u64;
-        if !self.has(next) && depth < u64::from(self.target_depth()) {
-            // Missing, with less than the target behind it: more likely late than lost.
-            // Wait a frame for it; the latency grows towards the target.
-            return self.hold();
-        }
-        let next = self.correct_drift(next, depth);
-        self.advanced = true;
-        self.next = Some(next + 1);
-        match self.slot_mut(next).take(next) {
-            Some(payload) => {
-                self.held = 0;
-                Playout::Packet(payload)
-            }
-            None => {
-                self.stats.lost += 1;
-                Playout::Lost { fec_from: self.slot(next + 1).payload(next + 1).cloned() }
+        let mut pulled = Pulled::new();
+        let f = self.frame;
+        let out = if out.len() >= f { &mut out[..f] } else { out };
+        if !self.playing && !self.try_start() {
+            out.fill(0);
+            // Audio decoded before a pause still plays out.
+            if self.sync_len == 0 {
+                return pulled;
             }
         }
+        let level = self.raw_level();
+        self.level += (level - self.level) * LEVEL_SMOOTHING;
+        let target = self.target_samples();
+        let margin = (((target - f as f64) / 4.0).max(0.0)).max(MIN_MARGIN_MS * self.per_ms);
+        let excess = (self.level.min(level) - target).max(0.0);
+        let deficit = (target - self.level).max(0.0);
+        let accelerate = self.level > target + margin;
+        let expand = !accelerate && self.level < target - margin;
+
+        // Decode until a frame is ready. Accelerate cuts from the decoded audio left over
+        // beyond this frame, which costs no robustness (the next packet is due at the next
+        // tick either way); only half a frame of excess justifies decoding the next packet
+        // a tick early to cut from it (less would leave the level below target).
+        let want_extra = if accelerate && excess >= f as f64 / 2.0 + margin { f } else { 0 };
+        let mut guard = 0;
+        while self.playing && guard < MAX_FETCHES {
+            guard += 1;
+            let need_more = self.sync_len < f
+                || (self.sync_len < f + want_extra && self.next.is_some_and(|n| self.has(n)));
+            if !need_more || !self.fetch(decoder, skip_decode, &mut pulled) {
+                break;
+            }
+        }
+
+        if self.sync_len >= f && self.playing {
+            if accelerate {
+                let removed = self.accelerate(excess, margin);
+                pulled.accelerated += removed as u32;
+                self.level -= removed as f64;
+            } else if expand {
+                let added = self.expand(deficit);
+                pulled.expanded += added as u32;
+                self.level += added as f64;
+            }
+        }
+
+        let available = self.sync_len.min(out.len());
+        out[..available].copy_from_slice(&self.sync[..available]);
+        out[available..].fill(0);
+        self.consume(available);
+        if self.playing || available > 0 {
+            pulled.frame =
+                if out.iter().any(|&s| s != 0) { FrameKind::Audio } else { FrameKind::Silence };
+        }
+        pulled
     }
 
-    /// Forgets every packet and the jitter estimate (the source changed). Counters stay.
+    /// Forgets every packet, the decoded audio and the delay statistics (the source
+    /// changed). Counters stay.
     pub fn reset(&mut self) {
-        self.clear();
+        self.clear_packets();
         self.next = None;
         self.playing = false;
         self.advanced = false;
         self.held = 0;
-        self.late_boost = 0;
-        self.last_arrival = None;
-        self.jitter_us = 0.0;
+        self.underruns = 0;
+        self.sync_len = 0;
+        self.concealed_tail = 0;
+        self.silent_tail = 0;
+        self.after_silence = false;
+        self.level = 0.0;
+        self.delays.reset();
     }
 
-    /// Frames from the playout point to the newest packet, holes included; at most
-    /// `max_depth`.
+    /// Packets from the playout point to the newest one, holes included.
     pub fn depth(&self) -> usize {
         self.next.map_or(0, |next| (self.highest + 1).saturating_sub(next) as usize)
     }
 
-    /// The depth the buffer aims for now: one frame plus two jitter deviations, plus as
-    /// many frames as the latest recent late packet missed by, within the configured
-    /// bounds.
-    pub fn target_depth(&self) -> u16 {
-        let frames = 1.0 + (2.0 * self.jitter_us / self.frame_us).ceil();
-        // The float is finite and non-negative; `as` saturates, then we clamp.
-        (frames as u16)
-            .saturating_add(self.late_boost)
-            .clamp(self.config.min_depth, self.config.max_depth)
+    /// The delay the buffer aims for (see [`JitterStats::target_ms`]).
+    pub fn target_delay(&self) -> Duration {
+        Duration::from_secs_f64(self.target_samples() / self.per_ms / 1000.0)
     }
 
-    /// The RFC 3550 interarrival jitter estimate.
-    pub fn jitter(&self) -> Duration {
-        Duration::from_micros(self.jitter_us as u64)
+    /// The audio held now, smoothed (see [`JitterStats::delay_ms`]).
+    pub fn current_delay(&self) -> Duration {
+        Duration::from_secs_f64(self.level.max(0.0) / self.per_ms / 1000.0)
     }
 
-    /// Counters, with the current and target depth.
+    /// Counters, with the current and target delay.
     pub fn stats(&self) -> JitterStats {
         JitterStats {
-            // Both are bounded by `max_depth` (≤ 100).
-            depth: self.depth() as u16,
-            target_depth: self.target_depth(),
+            // At most the slot count (≤ 2 · 2000 / 10 + margin).
+            depth: self.depth().min(usize::from(u16::MAX)) as u16,
+            delay_ms: (self.level.max(0.0) / self.per_ms).round() as u32,
+            target_ms: (self.target_samples() / self.per_ms).round() as u32,
             ..self.stats
         }
     }
@@ -401,20 +480,27 @@ impl JitterBuffer {
     }
 }
 
-/// Ring size; above [`JitterConfig::MAX_DEPTH`] so duplicates of played frames are caught.
-const SLOTS: usize = 128;
-/// Frames concealed in a row before the sender is taken to have paused.
+/// Slots beyond twice `max_delay_ms` of packets, so duplicates of played packets are
+/// still recognised.
+const SLOT_MARGIN: usize = 32;
+/// Frames concealed in a row with nothing buffered before the sender is taken to have
+/// paused.
 const PAUSE_AFTER_UNDERRUNS: u32 = 3;
-/// Pops without a late packet before the late boost drops by a frame (10 s at 20 ms).
-const LATE_BOOST_DECAY: u32 = 500;
-/// Pops per drift window (1 s of 20 ms frames).
-const DRIFT_WINDOW: u32 = 50;
+/// Weight of each tick's level in the smoothed level (a time constant of ~8 ticks).
+const LEVEL_SMOOTHING: f64 = 1.0 / 8.0;
+/// The least distance from the target before stretching, ms.
+const MIN_MARGIN_MS: f64 = 3.0;
+/// A stretch of poorly correlated (noise-like) audio is done anyway when the level is
+/// this far off target, ms: a smooth splice of noise beats unbounded latency.
+const FORCE_STRETCH_MS: f64 = 40.0;
+/// Decodes per pull at most (a frame, one to accelerate, skipped holds, a merge).
+const MAX_FETCHES: u32 = 8;
 /// Sequence numbers above this are refused (counted late).
 const MAX_SEQ: u64 = 1 << 62;
 /// A forward jump larger than this is a new stream, not loss (RFC 3550 A.1 `MAX_DROPOUT`).
 const RESYNC_GAP: u64 = 3000;
 
-/// One ring entry: the sequence number it last held, and its payload until played.
+/// One packet slot: the sequence number it last held, and its packet until decoded.
 #[derive(Debug, Default, Clone)]
 struct Slot {
     seq: Option<u64>,
@@ -440,13 +526,22 @@ impl Slot {
     }
 }
 
+/// What [`JitterBuffer::fetch`] appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetched {
+    Audio,
+    Concealed,
+    Silence,
+}
+
 impl JitterBuffer {
     fn slot(&self, seq: u64) -> &Slot {
-        &self.slots[(seq % SLOTS as u64) as usize]
+        &self.slots[(seq % self.slots.len() as u64) as usize]
     }
 
     fn slot_mut(&mut self, seq: u64) -> &mut Slot {
-        &mut self.slots[(seq % SLOTS as u64) as usize]
+        let n = self.slots.len() as u64;
+        &mut self.slots[(seq % n) as usize]
     }
 
     /// Whether `seq`'s payload is buffered.
@@ -454,25 +549,264 @@ impl JitterBuffer {
         self.slot(seq).payload(seq).is_some()
     }
 
-    /// Conceals this frame without advancing: the buffer grows by a frame.
-    fn hold(&mut self) -> Playout {
-        self.held += 1;
-        self.stats.concealed += 1;
-        self.reset_window();
-        Playout::Lost { fec_from: None }
+    /// The target, output samples: one frame plus the jitter allowance, within bounds.
+    fn target_samples(&self) -> f64 {
+        let frame_ms = self.frame as f64 / self.per_ms;
+        let ms = (frame_ms + self.delays.target_us() / 1000.0)
+            .max(frame_ms + f64::from(self.config.min_delay_ms))
+            .min(f64::from(self.config.max_delay_ms).max(frame_ms));
+        ms * self.per_ms
     }
 
-    fn decay_late_boost(&mut self) {
-        self.pops_since_late += 1;
-        if self.pops_since_late >= LATE_BOOST_DECAY {
-            self.pops_since_late = 0;
-            self.late_boost = self.late_boost.saturating_sub(1);
+    /// Audio held now, output samples: decoded samples plus the span of buffered packets
+    /// (holes included), less the packets concealment already stood in for.
+    fn raw_level(&self) -> f64 {
+        let packets = (self.depth() as u64).saturating_sub(u64::from(self.held));
+        self.sync_len as f64 + packets as f64 * self.frame as f64
+    }
+
+    /// Starts (or resumes) playing once the target delay is buffered; skips leading holes.
+    fn try_start(&mut self) -> bool {
+        let Some(next) = self.next else { return false };
+        if self.raw_level() < self.target_samples() - self.frame as f64 / 2.0 {
+            return false;
         }
+        // Start with audio, not with the holes in front of it (a resuming sender's
+        // first packets may be the lost ones).
+        let first = (next..=self.highest).find(|&s| self.has(s));
+        match first {
+            Some(first) if first > next => {
+                self.skip_to(first);
+            }
+            Some(_) => {}
+            None => return false,
+        }
+        self.playing = true;
+        self.underruns = 0;
+        self.held = 0;
+        self.level = self.raw_level();
+        true
+    }
+
+    /// Appends one frame of audio for the playout point to the sync buffer; false when
+    /// nothing was appended (paused, or skipped a frame already concealed).
+    fn fetch(&mut self, decoder: &mut dyn AudioDecoder, skip: bool, pulled: &mut Pulled) -> bool {
+        let Some(mut next) = self.next else {
+            self.playing = false;
+            return false;
+        };
+        // A frame already covered by concealment whose packet never came, with later
+        // packets here: skip it now, or the wait would leave its latency behind.
+        while self.held > 0 && !self.has(next) && next < self.highest {
+            self.held -= 1;
+            self.stats.lost += 1;
+            next += 1;
+        }
+        self.next = Some(next);
+        if self.depth() == 0 || (!self.has(next) && next >= self.highest) {
+            // Dry (nothing at or after the playout point).
+            self.underruns += 1;
+            if self.underruns > PAUSE_AFTER_UNDERRUNS {
+                self.playing = false;
+                self.held = 0;
+                return false;
+            }
+            return self.conceal_waiting(decoder, skip, pulled);
+        }
+        self.underruns = 0;
+        if let Some(payload) = self.slot_mut(next).take(next) {
+            self.held = 0;
+            self.advance(next);
+            self.append_payload(&payload, decoder, skip, pulled);
+            return true;
+        }
+        // Missing, with later packets here.
+        let behind = (self.depth() as f64 - 1.0) * self.frame as f64 + self.sync_len as f64;
+        if behind < self.target_samples() {
+            // Less than the target behind it: more likely late than lost. Wait for it.
+            return self.conceal_waiting(decoder, skip, pulled);
+        }
+        self.stats.lost += 1;
+        self.advance(next);
+        let fec_from = self.slot(next + 1).payload(next + 1).filter(|p| !p.is_empty()).cloned();
+        let start = self.sync_len;
+        let end = start + self.frame;
+        if skip || self.after_silence {
+            self.sync[start..end].fill(0);
+            self.appended(Fetched::Silence);
+        } else if let Some(fec_from) = fec_from {
+            decoder.decode_fec(&fec_from, &mut self.sync[start..end]);
+            pulled.fec += 1;
+            self.stats.fec_recovered += 1;
+            self.appended(Fetched::Audio);
+        } else {
+            decoder.conceal(&mut self.sync[start..end]);
+            pulled.concealed += 1;
+            self.stats.concealed += 1;
+            self.appended(Fetched::Concealed);
+        }
+        true
+    }
+
+    /// Conceals one frame for a packet not here yet, without moving the playout point.
+    fn conceal_waiting(
+        &mut self,
+        decoder: &mut dyn AudioDecoder,
+        skip: bool,
+        pulled: &mut Pulled,
+    ) -> bool {
+        self.held += 1;
+        let (start, end) = (self.sync_len, self.sync_len + self.frame);
+        if skip || self.after_silence {
+            self.sync[start..end].fill(0);
+            self.appended(Fetched::Silence);
+        } else {
+            decoder.conceal(&mut self.sync[start..end]);
+            pulled.concealed += 1;
+            self.stats.concealed += 1;
+            self.appended(Fetched::Concealed);
+        }
+        true
+    }
+
+    fn append_payload(
+        &mut self,
+        payload: &Bytes,
+        decoder: &mut dyn AudioDecoder,
+        skip: bool,
+        pulled: &mut Pulled,
+    ) {
+        let (start, end) = (self.sync_len, self.sync_len + self.frame);
+        if payload.is_empty() || skip {
+            self.sync[start..end].fill(0);
+            if payload.is_empty() {
+                pulled.silent += 1;
+            } else {
+                pulled.skipped += 1;
+            }
+            self.appended(Fetched::Silence);
+            return;
+        }
+        let concealed_before = self.concealed_tail;
+        match decoder.decode(payload, &mut self.sync[start..end]) {
+            Ok(written) => {
+                self.sync[start + written.min(self.frame)..end].fill(0);
+                pulled.decoded += 1;
+            }
+            Err(_) => {
+                decoder.conceal(&mut self.sync[start..end]);
+                pulled.undecodable += 1;
+                self.stats.concealed += 1;
+                self.appended(Fetched::Concealed);
+                return;
+            }
+        }
+        self.appended(Fetched::Audio);
+        if concealed_before > 0 {
+            // Real audio after concealment: cross-fade the concealment not yet played into
+            // it, cutting no deeper than this tick's frame (or the next packet would be
+            // decoded early).
+            let cap = self.sync_len.saturating_sub(self.frame);
+            let merged = self.stretcher.merge(
+                &mut self.sync,
+                self.sync_len,
+                concealed_before,
+                self.frame,
+                cap,
+            );
+            self.sync_len -= merged;
+            self.stats.merged_samples += merged as u64;
+            self.level -= merged as f64;
+            pulled.accelerated += merged as u32;
+        }
+    }
+
+    /// Bookkeeping after a frame was appended at the end of the sync buffer.
+    fn appended(&mut self, kind: Fetched) {
+        self.sync_len += self.frame;
+        self.after_silence = kind == Fetched::Silence;
+        match kind {
+            Fetched::Audio => {
+                self.concealed_tail = 0;
+                self.silent_tail = 0;
+            }
+            Fetched::Concealed => {
+                self.concealed_tail += self.frame;
+                self.silent_tail = 0;
+            }
+            Fetched::Silence => {
+                self.concealed_tail = 0;
+                self.silent_tail += self.frame;
+            }
+        }
+    }
+
+    /// Removes up to `excess` samples (trailing silence directly, audio by one period);
+    /// returns how many went.
+    fn accelerate(&mut self, excess: f64, margin: f64) -> usize {
+        let want = (excess as usize).min(self.sync_len - self.frame);
+        if want == 0 {
+            return 0;
+        }
+        let removed = if self.silent_tail >= want {
+            // Shorten the trailing silence.
+            self.silent_tail -= want;
+            want
+        } else {
+            let force = excess > FORCE_STRETCH_MS * self.per_ms + margin;
+            self.stretcher.accelerate(&mut self.sync, self.sync_len, want, force)
+        };
+        self.sync_len -= removed;
+        self.tails_within_sync();
+        self.stats.accelerated_samples += removed as u64;
+        removed
+    }
+
+    /// Adds up to `deficit` samples (trailing silence directly, audio by one period);
+    /// returns how many were added.
+    fn expand(&mut self, deficit: f64) -> usize {
+        let room = self.sync.len() - self.sync_len;
+        let want = (deficit as usize).min(self.frame).min(room);
+        if want < self.stretcher.min_lag() {
+            return 0;
+        }
+        let added = if self.silent_tail >= self.frame {
+            // Pad the trailing silence.
+            let end = self.sync_len + want;
+            self.sync[self.sync_len..end].fill(0);
+            self.silent_tail += want;
+            want
+        } else {
+            let force = deficit > FORCE_STRETCH_MS * self.per_ms;
+            // The period goes in near the start: the tails move but stay tails.
+            self.stretcher.expand(&mut self.sync, self.sync_len, want, force)
+        };
+        self.sync_len += added;
+        self.stats.expanded_samples += added as u64;
+        added
+    }
+
+    fn tails_within_sync(&mut self) {
+        self.concealed_tail = self.concealed_tail.min(self.sync_len);
+        self.silent_tail = self.silent_tail.min(self.sync_len);
+    }
+
+    /// Drops the first `n` samples of the sync buffer (played).
+    fn consume(&mut self, n: usize) {
+        self.sync.copy_within(n..self.sync_len, 0);
+        self.sync_len -= n;
+        self.tails_within_sync();
+    }
+
+    fn advance(&mut self, played: u64) {
+        self.advanced = true;
+        self.next = Some(played + 1);
+        self.highest = self.highest.max(played);
     }
 
     fn store(
         &mut self,
-        now: Instant,
+        arrival: Instant,
         seq: u64,
         timestamp: u32,
         payload: Bytes,
@@ -481,7 +815,7 @@ impl JitterBuffer {
         *self.slot_mut(seq) = Slot { seq: Some(seq), payload: Some(payload) };
         self.highest = self.highest.max(seq);
         self.stats.received += 1;
-        self.update_jitter(now, seq, timestamp);
+        self.delays.on_packet(arrival, timestamp);
         outcome
     }
 
@@ -490,15 +824,16 @@ impl JitterBuffer {
         self.highest = seq;
         self.playing = false;
         self.advanced = false;
+        self.held = 0;
     }
 
     /// Advances the playout point to `to`, dropping what lies before it; returns how many
-    /// buffered packets went. Frames that never arrived count as lost.
+    /// buffered packets went. Packets that never arrived count as lost.
     fn skip_to(&mut self, to: u64) -> u32 {
         let Some(next) = self.next else { return 0 };
         self.advanced = true;
         let mut dropped = 0;
-        // At most `max_depth` iterations: everything buffered lies in `next..=highest`.
+        // At most the slot count: everything buffered lies in `next..=highest`.
         for seq in next..to.min(self.highest + 1) {
             if self.slot_mut(seq).take(seq).is_some() {
                 dropped += 1;
@@ -506,72 +841,22 @@ impl JitterBuffer {
                 self.stats.lost += 1;
             }
         }
-        // Frames past the newest packet were never sent yet or were lost in a gap.
+        // Packets past the newest one were never sent yet or were lost in a gap.
         self.stats.lost += to.saturating_sub(self.highest + 1);
         self.next = Some(to.max(next));
         self.highest = self.highest.max(to.saturating_sub(1));
+        self.held = 0;
         dropped
     }
 
-    /// At the end of each window in which the depth never fell to the target, drops
-    /// the oldest frame; returns the (possibly advanced) playout point.
-    fn correct_drift(&mut self, next: u64, depth: u64) -> u64 {
-        self.window_min = self.window_min.min(depth);
-        self.window_pops += 1;
-        if self.window_pops < DRIFT_WINDOW {
-            return next;
-        }
-        let surplus = self.window_min > u64::from(self.target_depth());
-        self.reset_window();
-        if !surplus {
-            return next;
-        }
-        if self.slot_mut(next).take(next).is_some() {
-            self.stats.drift_dropped += 1;
-        } else {
-            self.stats.lost += 1;
-        }
-        next + 1
-    }
-
-    fn reset_window(&mut self) {
-        self.window_pops = 0;
-        self.window_min = u64::MAX;
-    }
-
-    fn update_jitter(&mut self, now: Instant, seq: u64, timestamp: u32) {
-        if let Some((prev_seq, prev_at, prev_ts)) = self.last_arrival {
-            if seq <= prev_seq {
-                // Reordered: RFC 3550 measures consecutive arrivals, but a reordered packet
-                // against the newest would double count; skip it.
-                return;
-            }
-            // Spacing by media timestamps, so a DTX pause, whose timestamps jump with it,
-            // is not mistaken for jitter. Signed: a sender restart may step backwards.
-            let expected =
-                f64::from(timestamp.wrapping_sub(prev_ts) as i32) * 1e6 / self.clock_rate;
-            let actual = signed_micros(now, prev_at);
-            let d = (actual - expected).abs();
-            // RFC 3550 §6.4.1: J += (|D| − J) / 16.
-            self.jitter_us += (d - self.jitter_us) / 16.0;
-        }
-        self.last_arrival = Some((seq, now, timestamp));
-    }
-
-    fn clear(&mut self) {
+    fn clear_packets(&mut self) {
         for slot in &mut self.slots {
             *slot = Slot::default();
         }
     }
 }
 
-/// `a − b` in microseconds, negative when `a` is earlier.
-fn signed_micros(a: Instant, b: Instant) -> f64 {
-    match a.checked_duration_since(b) {
-        Some(d) => d.as_secs_f64() * 1e6,
-        None => -(b.saturating_duration_since(a).as_secs_f64() * 1e6),
-    }
-}
-
+#[cfg(test)]
+mod sim;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use mixminus_core::{Conference, ParticipantId};
 
 use crate::codec::{new_decoder, AudioDecoder, CodecParams};
-use crate::jitter::{InsertOutcome, JitterBuffer, JitterConfig, Playout};
+use crate::jitter::{FrameKind, InsertOutcome, JitterBuffer, JitterConfig, Pulled};
 use crate::packet::{is_rtcp, write_rtp_header, RtpHeader, RtpPacket};
 use crate::ports::PortPair;
 use crate::receive::{Port, ReaderLink};
@@ -46,6 +46,8 @@ pub(crate) struct Leg {
     rtcp_mux: bool,
     decoder: Box<dyn AudioDecoder + Send>,
     jitter: JitterBuffer,
+    /// One frame of played-out audio, before it goes to the mixer.
+    pcm: Vec<i16>,
     seq: SequenceExtender,
     ssrc_in: Option<u32>,
     audio_level_ext: Option<u8>,
@@ -134,7 +136,8 @@ impl Leg {
             }),
             rtcp_mux,
             decoder,
-            jitter: JitterBuffer::new(jitter, frame_ms, codec.clock_rate),
+            jitter: JitterBuffer::new(jitter, frame_ms, codec.clock_rate, frame_samples),
+            pcm: vec![0; frame_samples],
             seq: SequenceExtender::new(),
             ssrc_in: None,
             audio_level_ext,
@@ -280,54 +283,35 @@ impl Leg {
         }
     }
 
-    /// Plays out one frame into the conference as `id`'s input. Returns whether a decoder
-    /// ran (a silent frame, or nothing to play, leaves the participant not sending).
+    /// Plays out one frame into the conference as `id`'s input (a silent frame, or nothing
+    /// to play, leaves the participant not sending). Returns what the playout buffer did.
     pub(crate) fn playout(
         &mut self,
         now: Instant,
         conference: &mut Conference,
         id: ParticipantId,
-    ) -> bool {
-        let playout = self.jitter.pop(now);
-        if matches!(playout, Playout::Empty) {
-            return false;
+    ) -> Pulled {
+        let skip = self.skip_quiet_frame(conference, id);
+        let pulled = self.jitter.pull(now, self.decoder.as_mut(), skip, &mut self.pcm);
+        self.stats.concealed += u64::from(pulled.concealed);
+        self.stats.fec_recovered += u64::from(pulled.fec);
+        self.stats.silent_skipped += u64::from(pulled.silent);
+        self.stats.quiet_skipped += u64::from(pulled.skipped);
+        for _ in 0..pulled.undecodable {
+            self.stats.drop(DropReason::Undecodable);
         }
-        if let Playout::Packet(payload) = &playout {
-            if payload.is_empty() {
-                self.stats.silent_skipped += 1;
-                return false;
-            }
-            if self.skip_quiet_frame(conference, id) {
-                self.stats.quiet_skipped += 1;
-                return false;
-            }
+        let calls = pulled.decoder_calls();
+        self.stats.decodes += u64::from(calls);
+        if pulled.frame != FrameKind::Audio {
+            return pulled;
         }
-        let Ok(out) = conference.input_mut(id) else { return false };
-        match playout {
-            Playout::Packet(payload) => match self.decoder.decode(&payload, out) {
-                Ok(written) => {
-                    let end = out.len();
-                    out[written.min(end)..].fill(0);
-                    if self.quiet_decode_interval > 1 {
-                        self.last_energy = mixminus_core::frame_energy(out);
-                    }
-                }
-                Err(_) => {
-                    self.stats.drop(DropReason::Undecodable);
-                    self.decoder.conceal(out);
-                }
-            },
-            Playout::Lost { fec_from: Some(next) } if !next.is_empty() => {
-                self.stats.fec_recovered += 1;
-                self.decoder.decode_fec(&next, out);
-            }
-            _ => {
-                self.stats.concealed += 1;
-                self.decoder.conceal(out);
-            }
+        if self.quiet_decode_interval > 1 && calls > 0 {
+            self.last_energy = mixminus_core::frame_energy(&self.pcm);
         }
-        self.stats.decodes += 1;
-        true
+        if let Ok(out) = conference.input_mut(id) {
+            out.copy_from_slice(&self.pcm);
+        }
+        pulled
     }
 
     /// Whether to skip decoding this frame: with a quiet decode interval n > 1, a

@@ -4,11 +4,12 @@
 //! shell that drives a conference in real time.
 //!
 //! The media pieces are sans-IO, driven with time passed in: [`RtpPacket`] (parse, don't
-//! validate), [`SequenceExtender`], [`JitterBuffer`], the codecs behind [`AudioDecoder`] /
+//! validate), [`SequenceExtender`], [`JitterBuffer`] (the playout buffer: packets in,
+//! one frame of decoded, time-stretched audio out per tick), the codecs behind [`AudioDecoder`] /
 //! [`AudioEncoder`] (Opus, PCMU, PCMA, L16, resampled with rubato), [`sdp`] offers and
 //! answers. The runtime is a thin layer over them: a [`Bridge`] owns the RTP port range and
 //! starts conferences; each conference is one tokio task that takes each participant's
-//! datagrams as they arrive and every frame plays one frame out of each jitter buffer, ticks the mixer, encodes
+//! datagrams as they arrive and every frame plays one frame out of each playout buffer, ticks the mixer, encodes
 //! **once per mix group and codec**, and sends each listener its group's payload behind its
 //! own RTP header.
 //!
@@ -34,14 +35,14 @@
 //! use bytes::Bytes;
 //! use mixminus_rtp::{
 //!     new_decoder, new_encoder, write_rtp_header, CodecKind, CodecParams, CodecSettings,
-//!     JitterBuffer, JitterConfig, Playout, RtpHeader, RtpPacket, SequenceExtender,
+//!     FrameKind, JitterBuffer, JitterConfig, RtpHeader, RtpPacket, SequenceExtender,
 //! };
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let (rate, frame) = (48_000, 960); // 20 ms conference frames
 //! let params = CodecParams::new(CodecKind::Pcmu);
 //! let mut decoder = new_decoder(&params, rate, frame)?; // 8 kHz G.711, resampled to 48 kHz
 //! let mut seq = SequenceExtender::new();
-//! let mut jitter = JitterBuffer::new(JitterConfig::default(), 20, params.clock_rate);
+//! let mut jitter = JitterBuffer::new(JitterConfig::default(), 20, params.clock_rate, frame);
 //!
 //! // A peer's datagram (made here with our own writer and encoder).
 //! let mut encoder = new_encoder(&params, &CodecSettings::default(), rate, frame)?;
@@ -59,13 +60,13 @@
 //!     jitter.insert(now, ext, packet.timestamp(), Bytes::copy_from_slice(packet.payload()));
 //! }
 //!
-//! // Every conference tick: exactly one pop, then decode, FEC or conceal into the frame.
+//! // Every conference tick: exactly one pull. The buffer decodes, rebuilds from FEC or
+//! // conceals as it needs, and time-stretches to follow the jitter.
 //! let mut pcm = vec![0i16; frame];
-//! match jitter.pop(now) {
-//!     Playout::Packet(payload) => { decoder.decode(&payload, &mut pcm)?; }
-//!     Playout::Lost { fec_from: Some(next) } => decoder.decode_fec(&next, &mut pcm),
-//!     Playout::Lost { fec_from: None } => decoder.conceal(&mut pcm),
-//!     Playout::Empty => {} // not sending: leave this participant out of the mix
+//! let pulled = jitter.pull(now, decoder.as_mut(), false, &mut pcm);
+//! match pulled.frame {
+//!     FrameKind::Audio => {} // mix `pcm`
+//!     _ => {}                // silence, or not sending: leave this participant out
 //! }
 //! # Ok(()) }
 //! ```
@@ -108,7 +109,7 @@ pub use codec::{
     CodecSettings, OpusFmtp, MAX_PAYLOAD,
 };
 pub use ipnet::IpNet;
-pub use jitter::{InsertOutcome, JitterBuffer, JitterConfig, JitterStats, Playout};
+pub use jitter::{FrameKind, InsertOutcome, JitterBuffer, JitterConfig, JitterStats, Pulled};
 pub use packet::{
     is_one_byte_extension_id, is_rtcp, write_rtp_header, write_rtp_header_with_audio_level,
     AudioLevel, HeaderExtensions, PacketError, RtpHeader, RtpPacket, MAX_RTP_DATAGRAM,

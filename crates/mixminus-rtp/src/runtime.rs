@@ -235,9 +235,10 @@ pub struct LegSnapshot {
     pub joined_at: SystemTime,
     /// Its counters.
     pub stats: LegStats,
-    /// Jitter buffer depth now, in frames.
+    /// Playout buffer depth now, in packets (holes included).
     pub jitter_depth: u32,
-    /// The jitter buffer's counters (late, lost, concealed, overflow, drift, target depth).
+    /// The playout buffer's counters (late, lost, concealed, overflow, accelerated and
+    /// expanded samples) and its current and target delay.
     pub jitter: JitterStats,
     /// The last RFC 6464 level it sent (−dBov), if it sends them.
     pub audio_level: Option<u8>,
@@ -507,6 +508,41 @@ struct Metrics {
     discontinuities: metrics::Counter,
     in_transition: metrics::Gauge,
     rtcp: crate::rtcp::RtcpMetrics,
+    playout: PlayoutMetrics,
+}
+
+/// Playout buffer metrics: stretch counters per tick, delay histograms over every leg at
+/// each snapshot (no label per participant).
+struct PlayoutMetrics {
+    accelerated: metrics::Counter,
+    expanded: metrics::Counter,
+    delay: metrics::Histogram,
+    target: metrics::Histogram,
+}
+
+impl PlayoutMetrics {
+    fn register() -> Self {
+        Self {
+            accelerated: metrics::counter!("mixminus_playout_accelerated_samples_total"),
+            expanded: metrics::counter!("mixminus_playout_expanded_samples_total"),
+            delay: metrics::histogram!("mixminus_playout_delay_seconds"),
+            target: metrics::histogram!("mixminus_playout_target_delay_seconds"),
+        }
+    }
+
+    fn on_pull(&self, pulled: &crate::jitter::Pulled) {
+        if pulled.accelerated > 0 {
+            self.accelerated.increment(u64::from(pulled.accelerated));
+        }
+        if pulled.expanded > 0 {
+            self.expanded.increment(u64::from(pulled.expanded));
+        }
+    }
+
+    fn on_snapshot(&self, stats: &JitterStats) {
+        self.delay.record(f64::from(stats.delay_ms) / 1000.0);
+        self.target.record(f64::from(stats.target_ms) / 1000.0);
+    }
 }
 
 impl Metrics {
@@ -532,6 +568,7 @@ impl Metrics {
             discontinuities: metrics::counter!("mixminus_stream_discontinuities_total"),
             in_transition: metrics::gauge!("mixminus_listeners_in_transition"),
             rtcp: crate::rtcp::RtcpMetrics::register(),
+            playout: PlayoutMetrics::register(),
         }
     }
 }
@@ -874,7 +911,9 @@ impl ConferenceTask {
         let mut decodes = 0u32;
         for (&id, leg) in legs.iter_mut() {
             leg.refresh_consent(now);
-            decodes += u32::from(leg.playout(now, conference, id));
+            let pulled = leg.playout(now, conference, id);
+            decodes += pulled.decoder_calls();
+            self.metrics.playout.on_pull(&pulled);
         }
         if let Some(tone) = self.tone.as_mut() {
             tone.render(conference);
@@ -1031,6 +1070,9 @@ impl ConferenceTask {
             })
             .collect();
         participants.sort_unstable_by_key(|p| p.info.id);
+        for leg in participants.iter().filter(|p| p.jitter.received > 0) {
+            self.metrics.playout.on_snapshot(&leg.jitter);
+        }
         let mut counters = self.counters;
         counters.legs = self.legs.len() as u32;
         counters.mixer_participants = self.conference.len() as u32;
