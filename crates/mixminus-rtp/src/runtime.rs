@@ -347,6 +347,7 @@ impl Bridge {
         settings: ConferenceSettings,
     ) -> Result<ConferenceHandle, RuntimeError> {
         let mut core = settings.core.clone();
+        let settings_rate = core.sample_rate.hz();
         let fade = core.sample_rate.hz() as usize * settings.onset_fade_ms as usize / 1000;
         core.onset_fade_samples = fade.min(core.frame_samples());
         let conference = Conference::new(core)?;
@@ -369,7 +370,8 @@ impl Bridge {
             None => drop(tokio::spawn(task.run(command_rx, inbound_rx))),
         }
         metrics::gauge!("mixminus_conferences").increment(1.0);
-        Ok(ConferenceHandle { commands, snapshot, events, media_events })
+        let rate = settings_rate;
+        Ok(ConferenceHandle { commands, snapshot, events, media_events, rate })
     }
 
     /// Port pairs bound now, across all conferences.
@@ -385,9 +387,15 @@ pub struct ConferenceHandle {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     events: broadcast::Sender<Event>,
     media_events: broadcast::Sender<MediaEvent>,
+    rate: u32,
 }
 
 impl ConferenceHandle {
+    /// The conference's sample rate (what a clip for [`ConferenceHandle::play`] must have).
+    pub fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+
     /// Plays `clip` (decoded at the conference rate, see [`MediaClip::load`]) into the
     /// conference, or to the one participant `target`. The playback is a source in the mixer
     /// (muted toward everyone but `target` for a private one); it ends by itself.
@@ -779,9 +787,7 @@ impl ConferenceTask {
                 let others_known = others
                     .iter()
                     .find(|id| !self.legs.contains_key(id) && !self.media.is_playback(**id))
-                    .map_or(Ok(()), |&id| {
-                        Err(mixminus_core::Error::UnknownParticipant(id).into())
-                    });
+                    .map_or(Ok(()), |&id| Err(mixminus_core::Error::UnknownParticipant(id).into()));
                 let result = self.check_public(&participants).and(others_known).and_then(|()| {
                     Ok(self.conference.relate(&participants, &others, relationship)?)
                 });

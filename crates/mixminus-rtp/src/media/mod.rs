@@ -129,22 +129,20 @@ impl MediaClip {
 
 /// WAV through hound: integer 8–32 bit or float 32, any channel count, downmixed.
 fn decode_wav(bytes: &[u8], limits: &MediaLimits) -> Result<(Vec<f32>, u32), MediaError> {
-    let reader =
-        hound::WavReader::new(Cursor::new(bytes)).map_err(|e| MediaError::Malformed(e.to_string()))?;
+    let reader = hound::WavReader::new(Cursor::new(bytes))
+        .map_err(|e| MediaError::Malformed(e.to_string()))?;
     let spec = reader.spec();
     let channels = usize::from(spec.channels);
     if channels == 0 || spec.sample_rate == 0 {
         return Err(MediaError::Malformed("no channels or no sample rate".into()));
     }
-    if u64::from(reader.duration()) > u64::from(limits.max_seconds) * u64::from(spec.sample_rate)
-    {
+    if u64::from(reader.duration()) > u64::from(limits.max_seconds) * u64::from(spec.sample_rate) {
         return Err(MediaError::TooLong(limits.max_seconds));
     }
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => reader
-            .into_samples::<f32>()
-            .map(|s| s.map(|v| v * 32_768.0))
-            .collect::<Result<_, _>>(),
+        (hound::SampleFormat::Float, 32) => {
+            reader.into_samples::<f32>().map(|s| s.map(|v| v * 32_768.0)).collect::<Result<_, _>>()
+        }
         (hound::SampleFormat::Int, bits @ 8..=32) => {
             let scale = 32_768.0 / (1u64 << (bits - 1)) as f32;
             reader
@@ -226,7 +224,8 @@ mod tests {
                 [v, v]
             })
             .collect();
-        let clip = MediaClip::decode(&wav(8000, 2, &tone), 48_000, &MediaLimits::default()).unwrap();
+        let clip =
+            MediaClip::decode(&wav(8000, 2, &tone), 48_000, &MediaLimits::default()).unwrap();
         assert_eq!(clip.pcm().len(), 48_000);
         assert_eq!(clip.duration_ms(), 1000);
         // Zero crossings of a 500 Hz sine over the middle half second: about 500.

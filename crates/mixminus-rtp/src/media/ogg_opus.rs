@@ -23,9 +23,7 @@ const PACKETS_PER_PAGE: u32 = 50;
 pub(super) fn decode(bytes: &[u8], limits: &MediaLimits) -> Result<(Vec<f32>, u32), MediaError> {
     let malformed = |what: &str| MediaError::Malformed(what.to_owned());
     let mut reader = PacketReader::new(Cursor::new(bytes));
-    let mut next = || {
-        reader.read_packet().map_err(|e| MediaError::Malformed(format!("Ogg: {e}")))
-    };
+    let mut next = || reader.read_packet().map_err(|e| MediaError::Malformed(format!("Ogg: {e}")));
     let head = next()?.ok_or_else(|| malformed("no OpusHead"))?;
     let h = &head.data;
     if h.len() < 19 || &h[..8] != b"OpusHead" {
@@ -59,10 +57,10 @@ pub(super) fn decode(bytes: &[u8], limits: &MediaLimits) -> Result<(Vec<f32>, u3
         if packet.data.is_empty() {
             continue;
         }
-        let opus = Packet::try_from(packet.data.as_slice())
-            .map_err(|_| malformed("empty Opus packet"))?;
-        let signals =
-            MutSignals::try_from(buf.as_mut_slice()).map_err(|e| MediaError::Malformed(e.to_string()))?;
+        let opus =
+            Packet::try_from(packet.data.as_slice()).map_err(|_| malformed("empty Opus packet"))?;
+        let signals = MutSignals::try_from(buf.as_mut_slice())
+            .map_err(|e| MediaError::Malformed(e.to_string()))?;
         let n = decoder
             .decode(Some(opus), signals, false)
             .map_err(|e| MediaError::Malformed(format!("Opus: {e}")))?;
@@ -210,7 +208,9 @@ mod tests {
         let frame = 320;
         let mut writer = OggOpusWriter::new(Vec::new(), rate, frame, 32_000, 7).unwrap();
         let tone: Vec<i16> = (0..rate as usize)
-            .map(|n| ((n as f32 * std::f32::consts::TAU * 440.0 / rate as f32).sin() * 9000.0) as i16)
+            .map(|n| {
+                ((n as f32 * std::f32::consts::TAU * 440.0 / rate as f32).sin() * 9000.0) as i16
+            })
             .collect();
         for chunk in tone.chunks_exact(frame) {
             writer.write_frame(chunk).unwrap();

@@ -222,7 +222,8 @@ impl Recorder {
                     sample_format: hound::SampleFormat::Int,
                 };
                 Sink::Wav(
-                    hound::WavWriter::new(out, spec).map_err(|e| std::io::Error::other(e.to_string()))?,
+                    hound::WavWriter::new(out, spec)
+                        .map_err(|e| std::io::Error::other(e.to_string()))?,
                 )
             }
         };
@@ -378,7 +379,9 @@ impl Writer {
                 std::io::Write::flush(&mut out)?;
                 out.into_inner().map_err(|e| e.into_error())?.sync_all()
             }),
-            Some(Sink::Wav(wav)) => wav.finalize().map_err(|e| std::io::Error::other(e.to_string())),
+            Some(Sink::Wav(wav)) => {
+                wav.finalize().map_err(|e| std::io::Error::other(e.to_string()))
+            }
             None => Ok(()),
         };
         if let Err(error) = closed {
