@@ -45,9 +45,7 @@ async fn setup(name: &str, ports: (u16, u16)) -> Setup {
     media_config.dir = Some(media.clone());
     let mut recordings_config = RecordingsConfig::default();
     recordings_config.dir = Some(recordings.clone());
-    let mut settings = MediaSettings::default();
-    settings.media = media_config;
-    settings.recordings = recordings_config;
+    let settings = MediaSettings { media: media_config, recordings: recordings_config };
     let app = Api::new(registry.clone(), auth).media(settings).router();
     Setup { server: Server::serve(registry, app).await, media, recordings, base }
 }

@@ -57,6 +57,9 @@ impl RecordingFormat {
     }
 }
 
+/// A callback run on the writer thread once a recording's file is complete.
+pub type OnFinish = Box<dyn FnOnce(&RecordingSummary) + Send>;
+
 /// A recording to start.
 #[non_exhaustive]
 pub struct RecordingRequest {
@@ -69,7 +72,7 @@ pub struct RecordingRequest {
     /// The recording stops by itself when the file reaches this many bytes.
     pub max_bytes: u64,
     /// Called on the writer thread once the file is complete (to index it, say).
-    pub on_finish: Option<Box<dyn FnOnce(&RecordingSummary) + Send>>,
+    pub on_finish: Option<OnFinish>,
 }
 
 impl RecordingRequest {
@@ -357,7 +360,7 @@ struct Writer {
     frames: u64,
     frame_ms: u64,
     summary: RecordingSummary,
-    on_finish: Option<Box<dyn FnOnce(&RecordingSummary) + Send>>,
+    on_finish: Option<OnFinish>,
 }
 
 impl Writer {
