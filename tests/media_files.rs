@@ -50,6 +50,9 @@ async fn setup(name: &str, ports: (u16, u16)) -> Setup {
     Setup { server: Server::serve(registry, app).await, media, recordings, base }
 }
 
+/// One request; a play waits for its file's decode (slow in a debug build on a loaded
+/// machine), so the answer is awaited up to 20 s, not the helper's usual 3 s. An event
+/// stream is read for 3 s.
 async fn call(
     setup: &Setup,
     method: &str,
@@ -57,7 +60,10 @@ async fn call(
     body: Option<Value>,
 ) -> common::http::Response {
     let body = body.map(|b| b.to_string());
-    setup.server.call(method, path, Some(TOKEN), body.as_deref().map(str::as_bytes)).await
+    let request =
+        setup.server.request(method, path, Some(TOKEN), body.as_deref().map(str::as_bytes));
+    let patience = if path.ends_with("/events") { 3 } else { 20 };
+    setup.server.raw_within(&request, Duration::from_secs(patience)).await
 }
 
 async fn ok(setup: &Setup, method: &str, path: &str, body: Value) -> Value {
@@ -239,9 +245,26 @@ async fn play_obeys_the_matrix_and_reaches_only_its_target() {
     let r = call(&setup, "GET", &format!("{base}/relationships"), None).await;
     assert_eq!(r.json["data"].as_array().map(Vec::len), Some(1), "{}", r.text);
 
-    // A short clip ends by itself; the others keep playing.
-    ok(&setup, "PUT", base, json!({"action": "play", "data": {"media_id": "short.wav"}})).await;
-    assert_eq!(read_only(&setup, "play").await["playbacks"].as_array().unwrap().len(), 3);
+    // A short clip ends by itself, the others keep playing; its start and end are events
+    // (FreeSWITCH's `play-file` / `play-file-done`, read here from the SSE stream, which the
+    // helper reads for 3 s).
+    let events = format!("{base}/events");
+    let (sse, playing) = tokio::join!(call(&setup, "GET", &events, None), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let played =
+            ok(&setup, "PUT", base, json!({"action": "play", "data": {"media_id": "short.wav"}}))
+                .await;
+        (played, read_only(&setup, "play").await["playbacks"].as_array().unwrap().len())
+    });
+    assert_eq!(playing.1, 3);
+    let short = playing.0["playback_id"].as_u64().unwrap();
+    for name in ["play-file", "play-file-done"] {
+        let found = sse.text.split("\n\n").any(|e| {
+            e.contains(&format!("event: {name}\n"))
+                && e.contains(&format!("\"playback_id\":{short}"))
+        });
+        assert!(found, "no {name} event for playback {short} in {}", sse.text);
+    }
     let mut left = 3;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -327,11 +350,13 @@ async fn a_recording_holds_the_whole_mix() {
             level_dbfs(mid, 48_000, 1_300.0),
             level_dbfs(mid, 48_000, 2_000.0),
         );
+        // Each talker sends about -12 dBFS; concealed losses on a loaded machine lower the
+        // average, so "present" is a generous -35 dBFS and "absent" 25 dB below the weaker.
         assert!(
-            low_db > -25.0 && high_db > -25.0,
+            low_db > -35.0 && high_db > -35.0,
             "{format}: 440 Hz {low_db:.1}, 1300 Hz {high_db:.1} dBFS"
         );
-        assert!(absent_db < low_db - 30.0, "{format}: 2000 Hz at {absent_db:.1} dBFS");
+        assert!(absent_db < low_db.min(high_db) - 25.0, "{format}: 2000 Hz at {absent_db:.1} dBFS");
         println!("{format}: {ms} ms, 440 Hz {low_db:.1} dBFS, 1300 Hz {high_db:.1} dBFS, 2000 Hz {absent_db:.1} dBFS");
     }
 

@@ -49,6 +49,17 @@ impl Server {
         token: Option<&str>,
         body: Option<&[u8]>,
     ) -> Response {
+        self.raw(&self.request(method, path, token, body)).await
+    }
+
+    /// The bytes of [`Server::call`]'s request.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Vec<u8> {
         let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", self.addr);
         if let Some(token) = token {
             head.push_str(&format!("x-auth-token: {token}\r\n"));
@@ -62,11 +73,16 @@ impl Server {
         head.push_str("connection: close\r\n\r\n");
         let mut raw = head.into_bytes();
         raw.extend_from_slice(body.unwrap_or_default());
-        self.raw(&raw).await
+        raw
     }
 
     /// Writes `request` as is and reads the answer until the server closes.
     pub async fn raw(&self, request: &[u8]) -> Response {
+        self.raw_within(request, Duration::from_secs(3)).await
+    }
+
+    /// [`Server::raw`], waiting up to `patience` for the answer.
+    pub async fn raw_within(&self, request: &[u8], patience: Duration) -> Response {
         let mut stream = TcpStream::connect(self.addr).await.unwrap();
         // The server may answer (413) and close before it read everything: a failed write
         // is then expected, the answer is what counts.
@@ -75,7 +91,7 @@ impl Server {
         // it refused may leave it waiting for more): whatever came by then is the answer.
         let mut bytes = Vec::new();
         let mut chunk = [0u8; 8192];
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let deadline = tokio::time::Instant::now() + patience;
         while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
             if n == 0 {
                 break;
