@@ -273,3 +273,168 @@ impl MediaState {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mixminus_core::{ConferenceConfig, JoinOptions, Relationship, TalkConfig};
+
+    use super::*;
+
+    fn conference() -> Conference {
+        let config = ConferenceConfig {
+            talk: TalkConfig { energy_threshold: 0, ..Default::default() },
+            ..Default::default()
+        };
+        Conference::new(config).unwrap()
+    }
+
+    fn tick(media: &mut MediaState, conference: &mut Conference) {
+        media.render(conference);
+        conference.tick();
+        media.after_tick(conference);
+    }
+
+    #[test]
+    fn a_private_playback_reaches_its_target_exactly_and_nobody_else() {
+        let mut conf = conference();
+        let (a, b) = (
+            conf.join(JoinOptions::default()).unwrap(),
+            conf.join(JoinOptions::default()).unwrap(),
+        );
+        let (events, mut rx) = broadcast::channel(16);
+        let mut media = MediaState::new(events);
+        let n = conf.frame_samples();
+        let clip =
+            MediaClip::from_pcm((0..3 * n).map(|i| (i % 200) as i16 - 100).collect(), 48_000);
+        let id =
+            media.play(&mut conf, clip.clone(), "c".into(), Some(a), [a, b].into_iter()).unwrap();
+        let c = conf.join(JoinOptions::default()).unwrap();
+        media.on_join(&mut conf, c);
+        for frame in 0..3 {
+            tick(&mut media, &mut conf);
+            // The mix before the limiter is exactly the clip for a, nothing for b and c.
+            let want: Vec<i32> =
+                clip.pcm()[frame * n..(frame + 1) * n].iter().map(|&s| s.into()).collect();
+            assert_eq!(conf.output(a).unwrap().unlimited, want.as_slice());
+            assert!(conf.output(b).unwrap().unlimited.iter().all(|&s| s == 0));
+            assert!(conf.output(c).unwrap().unlimited.iter().all(|&s| s == 0));
+        }
+        tick(&mut media, &mut conf);
+        assert!(media.playbacks().is_empty(), "ended by itself");
+        assert!(conf.participant(id).is_none(), "its source left the mixer");
+        assert_eq!(conf.relationship_count(), 0, "its records went with it");
+        assert!(matches!(rx.try_recv(), Ok(MediaEvent::PlaybackStarted { .. })));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(MediaEvent::PlaybackEnded { end: PlaybackEnd::Finished, .. })
+        ));
+        // Its core events (join, leave, relationships) are internal.
+        let mut forwarded = 0;
+        while let Some(event) = conf.poll_event() {
+            forwarded += usize::from(!media.is_internal(&event));
+        }
+        assert_eq!(forwarded, 3, "a, b and c joined; nothing of the playback");
+    }
+
+    #[test]
+    fn the_matrix_applies_to_a_conference_playback() {
+        let mut conf = conference();
+        let (a, b) = (
+            conf.join(JoinOptions::default()).unwrap(),
+            conf.join(JoinOptions::default()).unwrap(),
+        );
+        let mut media = MediaState::new(broadcast::channel(16).0);
+        let n = conf.frame_samples();
+        let clip = MediaClip::from_pcm(vec![300; 10 * n], 48_000);
+        let id = media.play(&mut conf, clip, "c".into(), None, [a, b].into_iter()).unwrap();
+        conf.relate(&[b], &[id], Relationship::DEAF).unwrap();
+        tick(&mut media, &mut conf);
+        assert!(conf.output(a).unwrap().unlimited.iter().all(|&s| s == 300));
+        assert!(conf.output(b).unwrap().unlimited.iter().all(|&s| s == 0));
+        conf.set_can_hear(a, false).unwrap();
+        tick(&mut media, &mut conf);
+        assert!(conf.output(a).unwrap().unlimited.iter().all(|&s| s == 0), "a deaf listener");
+        // A target that is not here: refused, nothing changes.
+        let before = conf.len();
+        let clip = MediaClip::from_pcm(vec![1; n], 48_000);
+        let missing = ParticipantId::new(999);
+        assert!(media
+            .play(&mut conf, clip, "x".into(), Some(missing), [a, b].into_iter())
+            .is_err());
+        assert_eq!((conf.len(), media.playbacks().len()), (before, 1));
+    }
+
+    #[test]
+    fn a_recording_stops_at_its_bounds_and_its_file_holds_what_was_heard() {
+        let dir = std::env::temp_dir().join(format!("mixminus-rec-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut conf = conference();
+        let talker = conf.join(JoinOptions::default()).unwrap();
+        let mut media = MediaState::new(broadcast::channel(16).0);
+        let n = conf.frame_samples();
+        // Duration bound: 10 frames of 20 ms.
+        let path = dir.join("bounded.wav");
+        let request = RecordingRequest::new(
+            path.clone(),
+            RecordingFormat::Wav,
+            Duration::from_millis(200),
+            1 << 20,
+        );
+        let recorder = media.start_recording(&mut conf, request, 20).unwrap();
+        assert_eq!(recorder.frames, 0);
+        let again = RecordingRequest::new(
+            dir.join("second.wav"),
+            RecordingFormat::Wav,
+            Duration::from_secs(1),
+            1 << 20,
+        );
+        assert!(matches!(media.start_recording(&mut conf, again, 20), Err(RuntimeError::Busy(_))));
+        for _ in 0..15 {
+            conf.push_input(talker, &vec![1000; n]).unwrap();
+            tick(&mut media, &mut conf);
+        }
+        assert!(media.recording().is_none(), "stopped itself after 200 ms");
+        // The writer finishes alone; wait for its file.
+        let mut samples = Vec::new();
+        for _ in 0..100 {
+            if let Ok(mut reader) = hound::WavReader::open(&path) {
+                samples = reader.samples::<i16>().map(Result::unwrap).collect();
+                if samples.len() == 10 * n {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(samples.len(), 10 * n);
+        // The talker's level through the limiter (1000 is far below its threshold).
+        assert!(
+            samples[n..].iter().all(|&s| s == 1000),
+            "the full mix, limited as listeners hear it"
+        );
+        // An existing file is never overwritten.
+        let request = RecordingRequest::new(
+            path.clone(),
+            RecordingFormat::Wav,
+            Duration::from_secs(1),
+            1 << 20,
+        );
+        assert!(matches!(media.start_recording(&mut conf, request, 20), Err(RuntimeError::Io(_))));
+        // Byte bound: Ogg stops itself once the file passes 2 kB.
+        let path = dir.join("small.ogg");
+        let format = RecordingFormat::OggOpus { bitrate: 64_000 };
+        let request = RecordingRequest::new(path.clone(), format, Duration::from_secs(60), 2_000);
+        media.start_recording(&mut conf, request, 20).unwrap();
+        let mut ticks = 0;
+        while media.recording().is_some() && ticks < 500 {
+            conf.push_input(talker, &(0..n).map(|i| ((i * 37) % 4000) as i16).collect::<Vec<_>>())
+                .unwrap();
+            tick(&mut media, &mut conf);
+            ticks += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(media.recording().is_none() && ticks < 500, "stopped at its byte bound");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
