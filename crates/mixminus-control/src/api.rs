@@ -7,11 +7,13 @@
 //! | `GET` | `/conferences/{C}` | document with live `_read_only` |
 //! | `POST` / `PATCH` | `/conferences/{C}` | replace / merge the document, applied live |
 //! | `DELETE` | `/conferences/{C}` | end it, release every port |
-//! | `PUT` | `/conferences/{C}` | `{"action": "lock" \| "unlock", "data": {}}` |
+//! | `PUT` | `/conferences/{C}` | `{"action": "lock" \| "unlock" \| "play" \| "record", "data": {…}}` (see [`crate::media`]) |
 //! | `GET` | `/conferences/{C}/participants` | participant objects |
 //! | `PUT` | `/conferences/{C}/participants` | `action` mute\|unmute\|deaf\|undeaf\|kick\|relate\|join |
 //! | `GET` | `/conferences/{C}/participants/{P}` | one participant |
-//! | `PUT` | `/conferences/{C}/participants/{P}` | `action` mute\|unmute\|deaf\|undeaf\|kick\|volume_in\|volume_out\|energy |
+//! | `PUT` | `/conferences/{C}/participants/{P}` | `action` mute\|unmute\|deaf\|undeaf\|kick\|volume_in\|volume_out\|energy\|play |
+//! | `GET` | `/conferences/{C}/recordings` | that conference's recordings |
+//! | `GET` / `DELETE` | `/recordings`, `/recordings/{R}` | recordings (the file with `Accept: audio/*`) |
 //! | `GET` | `/conferences/{C}/relationships` | the matrix |
 //! | `GET` | `/conferences/{C}/events` | server-sent events |
 //! | `PUT` | `/channels/{CALL_ID}` | Kazoo's metaflow (`relate`) |
