@@ -311,6 +311,10 @@ async fn a_recording_holds_the_whole_mix() {
         .await;
         assert_eq!(again.status, 409, "a second recording: {}", again.text);
         assert_eq!(read_only(&setup, "rec").await["recording"]["id"], id.as_str());
+        let path = format!("/v2/accounts/acc1/recordings/{id}");
+        let early = call(&setup, "GET", &format!("{path}?accept=audio"), None).await;
+        assert_eq!(early.status, 409, "the file is not served while it is written");
+        assert_eq!(call(&setup, "DELETE", &path, None).await.status, 409);
         tokio::time::sleep(Duration::from_millis(2_500)).await;
         let stopped =
             ok(&setup, "PUT", base, json!({"action": "record", "data": {"action": "stop"}})).await;
@@ -360,6 +364,17 @@ async fn a_recording_holds_the_whole_mix() {
         println!("{format}: {ms} ms, 440 Hz {low_db:.1} dBFS, 1300 Hz {high_db:.1} dBFS, 2000 Hz {absent_db:.1} dBFS");
     }
 
+    // The WAV one deleted: gone from the listing, the file and its metadata removed.
+    let wav = call(&setup, "GET", "/v2/accounts/acc1/recordings", None).await.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["media_type"] == "wav")
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    let path = format!("/v2/accounts/acc1/recordings/{wav}");
+    assert_eq!(call(&setup, "DELETE", &path, None).await.status, 200);
+    assert_eq!(call(&setup, "GET", &path, None).await.status, 404);
     // Hostile recording ids: none resolves, nothing is deleted.
     for bad in ["..%2F..%2Fetc%2Fpasswd", "nothere", "a.b"] {
         let r =
@@ -370,7 +385,7 @@ async fn a_recording_holds_the_whole_mix() {
     // Another account sees none of them.
     let r = call(&setup, "GET", "/v2/accounts/acc2/recordings", None).await;
     assert_eq!(r.json["data"], json!([]));
-    assert_eq!(std::fs::read_dir(setup.recordings.join("acc1")).unwrap().count(), 4);
+    assert_eq!(std::fs::read_dir(setup.recordings.join("acc1")).unwrap().count(), 2);
 }
 
 /// Decodes an Ogg/Opus file with GStreamer (a real counterpart), to 48 kHz mono samples.

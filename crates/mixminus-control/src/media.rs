@@ -505,6 +505,15 @@ fn wants_audio(headers: &HeaderMap, req: &crate::request::KazooRequest) -> bool 
     })
 }
 
+/// Whether a running conference of `account` is writing recording `id` now. A sidecar that
+/// still says `recording` with no such conference is from a process that stopped while it
+/// recorded: its file is served and deletable like any other.
+fn in_progress(state: &AppState, account: &str, id: &str) -> bool {
+    state.registry().list(account).iter().any(|entry| {
+        entry.handle().snapshot().recording.as_ref().is_some_and(|r| recording_id(&r.path) == id)
+    })
+}
+
 fn find_recording(state: &AppState, account: &str, id: &str) -> Result<(PathBuf, Value), ApiError> {
     let not_found = || ApiError::BadIdentifier {
         field: "recording_id".into(),
@@ -530,7 +539,7 @@ pub(crate) async fn get_recording(
     if !wants_audio(&headers, &req) {
         return Ok(Reply::ok(doc).into_response());
     }
-    if doc.get("status").and_then(Value::as_str) == Some("recording") {
+    if in_progress(&state, &auth.account, &id) {
         return Err(ApiError::Conflict {
             field: "recording_id".into(),
             rule: "recording",
@@ -583,7 +592,7 @@ pub(crate) async fn delete_recording(
     UrlPath((_, id)): UrlPath<(String, String)>,
 ) -> Result<Reply, ApiError> {
     let (dir, mut doc) = find_recording(&state, &auth.account, &id)?;
-    if doc.get("status").and_then(Value::as_str) == Some("recording") {
+    if in_progress(&state, &auth.account, &id) {
         return Err(ApiError::Conflict {
             field: "recording_id".into(),
             rule: "recording",
