@@ -80,6 +80,10 @@ async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyho
         .node(config.node.clone())
         .body_limit(config.max_body_bytes)
         .cors_origins(config.cors_origins.clone())
+        .media(mixminus_control::media::MediaSettings {
+            media: config.media.clone(),
+            recordings: config.recordings.clone(),
+        })
         .metrics(metrics)
         .router();
     let listener = tokio::net::TcpListener::bind(config.listen)

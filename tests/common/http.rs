@@ -28,6 +28,11 @@ impl Server {
     /// Serves `api` (over `registry`) on an ephemeral loopback port.
     pub async fn start(registry: Registry, auth: Auth, body_limit: usize) -> Server {
         let app = Api::new(registry.clone(), auth).node("hostile").body_limit(body_limit).router();
+        Self::serve(registry, app).await
+    }
+
+    /// Serves a router built by the caller (over `registry`) on an ephemeral loopback port.
+    pub async fn serve(registry: Registry, app: axum::Router) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -44,6 +49,17 @@ impl Server {
         token: Option<&str>,
         body: Option<&[u8]>,
     ) -> Response {
+        self.raw(&self.request(method, path, token, body)).await
+    }
+
+    /// The bytes of [`Server::call`]'s request.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Vec<u8> {
         let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", self.addr);
         if let Some(token) = token {
             head.push_str(&format!("x-auth-token: {token}\r\n"));
@@ -57,11 +73,16 @@ impl Server {
         head.push_str("connection: close\r\n\r\n");
         let mut raw = head.into_bytes();
         raw.extend_from_slice(body.unwrap_or_default());
-        self.raw(&raw).await
+        raw
     }
 
     /// Writes `request` as is and reads the answer until the server closes.
     pub async fn raw(&self, request: &[u8]) -> Response {
+        self.raw_within(request, Duration::from_secs(3)).await
+    }
+
+    /// [`Server::raw`], waiting up to `patience` for the answer.
+    pub async fn raw_within(&self, request: &[u8], patience: Duration) -> Response {
         let mut stream = TcpStream::connect(self.addr).await.unwrap();
         // The server may answer (413) and close before it read everything: a failed write
         // is then expected, the answer is what counts.
@@ -70,7 +91,7 @@ impl Server {
         // it refused may leave it waiting for more): whatever came by then is the answer.
         let mut bytes = Vec::new();
         let mut chunk = [0u8; 8192];
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let deadline = tokio::time::Instant::now() + patience;
         while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
             if n == 0 {
                 break;
@@ -88,32 +109,41 @@ pub struct Response {
     pub head: String,
     pub text: String,
     pub json: Value,
+    /// The body's bytes (dechunked).
+    pub body: Vec<u8>,
 }
 
 impl Response {
     fn parse(bytes: &[u8]) -> Response {
-        let text = String::from_utf8_lossy(bytes).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let split = bytes.windows(4).position(|w| w == b"\r\n\r\n");
+        let (head, body) = match split {
+            Some(at) => (&bytes[..at], &bytes[at + 4..]),
+            None => (bytes, &[][..]),
+        };
+        let head = String::from_utf8_lossy(head).into_owned();
         let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
             dechunk(body)
         } else {
-            body.to_owned()
+            body.to_vec()
         };
-        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-        Response { status, head: head.to_owned(), text: body, json }
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Response { status, head, text, json, body }
     }
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(at) = body.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&body[..at]).into_owned();
+        let rest = &body[at + 2..];
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
         if n == 0 || rest.len() < n {
             break;
         }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&rest[..n]);
+        body = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
 }

@@ -7,11 +7,13 @@
 //! | `GET` | `/conferences/{C}` | document with live `_read_only` |
 //! | `POST` / `PATCH` | `/conferences/{C}` | replace / merge the document, applied live |
 //! | `DELETE` | `/conferences/{C}` | end it, release every port |
-//! | `PUT` | `/conferences/{C}` | `{"action": "lock" \| "unlock", "data": {}}` |
+//! | `PUT` | `/conferences/{C}` | `{"action": "lock" \| "unlock" \| "play" \| "record", "data": {…}}` (see [`crate::media`]) |
 //! | `GET` | `/conferences/{C}/participants` | participant objects |
 //! | `PUT` | `/conferences/{C}/participants` | `action` mute\|unmute\|deaf\|undeaf\|kick\|relate\|join |
 //! | `GET` | `/conferences/{C}/participants/{P}` | one participant |
-//! | `PUT` | `/conferences/{C}/participants/{P}` | `action` mute\|unmute\|deaf\|undeaf\|kick\|volume_in\|volume_out\|energy |
+//! | `PUT` | `/conferences/{C}/participants/{P}` | `action` mute\|unmute\|deaf\|undeaf\|kick\|volume_in\|volume_out\|energy\|play |
+//! | `GET` | `/conferences/{C}/recordings` | that conference's recordings |
+//! | `GET` / `DELETE` | `/recordings`, `/recordings/{R}` | recordings (the file with `Accept: audio/*`) |
 //! | `GET` | `/conferences/{C}/relationships` | the matrix |
 //! | `GET` | `/conferences/{C}/events` | server-sent events |
 //! | `PUT` | `/channels/{CALL_ID}` | Kazoo's metaflow (`relate`) |
@@ -105,6 +107,7 @@ pub struct Api {
     metrics: Option<PrometheusHandle>,
     body_limit: usize,
     cors_origins: Vec<String>,
+    media: Arc<crate::media::MediaSettings>,
 }
 
 impl Api {
@@ -117,7 +120,15 @@ impl Api {
             metrics: None,
             body_limit: DEFAULT_BODY_LIMIT,
             cors_origins: vec!["*".into()],
+            media: Arc::default(),
         }
+    }
+
+    /// Where `play` finds media files and `record` writes recordings, and their bounds
+    /// (see [`crate::media`]). Without it both are refused (501).
+    pub fn media(mut self, settings: crate::media::MediaSettings) -> Self {
+        self.media = Arc::new(settings);
+        self
     }
 
     /// The `node` every response names.
@@ -169,6 +180,15 @@ impl Api {
                 get(get_participant).put(participant_action),
             )
             .route("/conferences/{conference_id}/relationships", get(relationships))
+            .route(
+                "/conferences/{conference_id}/recordings",
+                get(crate::media::conference_recordings),
+            )
+            .route("/recordings", get(crate::media::list_recordings))
+            .route(
+                "/recordings/{recording_id}",
+                get(crate::media::get_recording).delete(crate::media::delete_recording),
+            )
             .route("/conferences/{conference_id}/events", get(crate::events::sse))
             .route("/channels/{call_id}", put(channel_action));
         let routes = Router::new()
@@ -237,6 +257,10 @@ impl AppState {
     pub(crate) fn node(&self) -> &str {
         &self.0.envelope.node
     }
+
+    pub(crate) fn media(&self) -> &crate::media::MediaSettings {
+        &self.0.media
+    }
 }
 
 /// A successful response's data before the envelope goes around it.
@@ -250,12 +274,12 @@ struct Success {
 
 /// A handler's successful answer, wrapped in the envelope by [`front`]; the status is
 /// Kazoo's for the method (201 for a `PUT`, else 200).
-struct Reply {
+pub(crate) struct Reply {
     success: Success,
 }
 
 impl Reply {
-    fn ok(data: Value) -> Self {
+    pub(crate) fn ok(data: Value) -> Self {
         Self { success: Success { data, revision: None, envelope: Map::new() } }
     }
 
@@ -577,7 +601,8 @@ async fn delete_conference(
 }
 
 /// The conference actions mixminus does not run (yet): 501, Kazoo's `not_implemented`.
-const NOT_IMPLEMENTED: &[&str] = &["play", "record", "dial"];
+/// `dial` waits for the SIP front.
+const NOT_IMPLEMENTED: &[&str] = &["dial"];
 
 async fn conference_action(
     State(state): State<AppState>,
@@ -592,6 +617,10 @@ async fn conference_action(
     let locked = match action.as_deref() {
         Some("lock") => true,
         Some("unlock") => false,
+        Some("play") => return crate::media::play(&state, &entry, &req, None).await,
+        Some("record") => {
+            return Ok(crate::media::record(&state, &entry, &req).await?.revision(&entry))
+        }
         Some(a) if NOT_IMPLEMENTED.contains(&a) => return Err(not_implemented("action", a)),
         _ => return Err(ApiError::FaultyRequest),
     };
@@ -655,7 +684,8 @@ async fn participants_action(
             let touched = bulk(&entry, a).await?;
             Ok(Reply::ok(json!({"action": a, "participants": touched})))
         }
-        Some("play") => Err(not_implemented("action", "play")),
+        // Kazoo's participants `play` is the conference's.
+        Some("play") => crate::media::play(&state, &entry, &req, None).await,
         _ => Err(ApiError::FaultyRequest),
     }
 }
@@ -698,7 +728,17 @@ async fn participant_action(
             Value::Null => One::Energy(None),
             v => One::Energy(Some(int_in(&v, "value", 0, 32_768)? as u32)),
         },
-        "play" => return Err(not_implemented("action", "play")),
+        "play" => {
+            if entry.handle().snapshot().participants.iter().all(|l| l.info.id != id) {
+                return Err(bad_participant("participant_id", &participant));
+            }
+            return crate::media::play(&state, &entry, &req, Some(id)).await.map_err(|e| match e {
+                ApiError::BadIdentifier { field, .. } if field == "participant_id" => {
+                    bad_participant("participant_id", &participant)
+                }
+                other => other,
+            });
+        }
         _ => return Err(ApiError::FaultyRequest),
     };
     let handle = entry.handle();

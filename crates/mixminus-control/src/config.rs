@@ -34,6 +34,18 @@
 //! token = "another-secret"
 //! accounts = ["4fd2c8a1b4d5e6f708192a3b4c5d6e7f"]
 //!
+//! [media]                        # `play`: media_id = a file name in this directory
+//! dir = "/var/lib/mixminus/media"
+//! max_file_bytes = 16777216
+//! max_seconds = 600
+//!
+//! [recordings]                   # `record`: {dir}/{account_id}/{recording_id}.ogg|wav
+//! dir = "/var/lib/mixminus/recordings"
+//! format = "ogg"                 # or "wav"
+//! opus_bitrate = 32000
+//! max_seconds = 14400            # a recording stops by itself after this long
+//! max_total_bytes = 1073741824   # ... or when the directory holds this much
+//!
 //! [logging]
 //! filter = "info,mixminus_rtp=warn"   # tracing-subscriber EnvFilter syntax; RUST_LOG wins
 //! ```
@@ -102,6 +114,10 @@ pub struct Config {
     pub tokens: Vec<TokenConfig>,
     /// Log settings.
     pub logging: LoggingConfig,
+    /// Where `play` finds media files (see [`crate::media`]).
+    pub media: crate::media::MediaConfig,
+    /// Where `record` writes, and its bounds (see [`crate::media`]).
+    pub recordings: crate::media::RecordingsConfig,
 }
 
 impl Default for Config {
@@ -128,6 +144,8 @@ impl Default for Config {
             quotas: crate::registry::Quotas::default(),
             tokens: Vec::new(),
             logging: LoggingConfig::default(),
+            media: Default::default(),
+            recordings: Default::default(),
         }
     }
 }
@@ -213,6 +231,10 @@ impl Config {
         }
         if !(1..=256).contains(&self.media_threads) {
             return Err(ConfigError::Invalid("media_threads must be 1..=256"));
+        }
+        self.recordings.validate().map_err(ConfigError::Invalid)?;
+        if self.media.max_file_bytes == 0 || self.media.max_seconds == 0 {
+            return Err(ConfigError::Invalid("media.max_file_bytes and max_seconds must be > 0"));
         }
         if self.tokens.iter().any(|t| t.token.expose().is_empty()) {
             return Err(ConfigError::Invalid("tokens.token must not be empty"));

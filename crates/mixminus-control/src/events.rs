@@ -30,7 +30,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::Response;
 use futures_util::stream::{Stream, StreamExt};
 use mixminus_core::Event;
+use mixminus_rtp::media::MediaEvent;
 use serde_json::{json, Value};
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
@@ -63,7 +65,7 @@ pub fn payload(
     conference_id: &str,
     node: &str,
 ) -> Option<Payload> {
-    let (name, participant, mut data) = match event {
+    let (name, participant, data) = match event {
         Event::Joined(p) => ("add-member", Some(*p), json!({})),
         Event::Left(p) => ("del-member", Some(*p), json!({})),
         Event::TalkingStarted(p) => ("start-talking", Some(*p), json!({})),
@@ -92,6 +94,90 @@ pub fn payload(
         ),
         _ => return None,
     };
+    Some(finish(name, participant, data, entry, conference_id, node))
+}
+
+/// The payload of a playback or recording event: FreeSWITCH's conference actions
+/// `play-file` / `play-file-done` (to everyone), `play-file-member` /
+/// `play-file-member-done` (to one participant, whose fields it carries), `start-recording`
+/// / `stop-recording`; with `playback_id`, `media_id`, `reason`, or `recording_id`,
+/// `media_type`, `duration_ms`, `dropped_frames`, `reason`.
+pub fn media_payload(
+    event: &MediaEvent,
+    entry: Option<&ConferenceEntry>,
+    conference_id: &str,
+    node: &str,
+) -> Option<Payload> {
+    let stem =
+        |p: &std::path::Path| p.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+    let (name, participant, data) = match event {
+        MediaEvent::PlaybackStarted { id, media, target } => (
+            if target.is_some() { "play-file-member" } else { "play-file" },
+            *target,
+            json!({"playback_id": id.get(), "media_id": media}),
+        ),
+        MediaEvent::PlaybackEnded { id, media, target, end } => (
+            if target.is_some() { "play-file-member-done" } else { "play-file-done" },
+            *target,
+            json!({"playback_id": id.get(), "media_id": media, "reason": end.label()}),
+        ),
+        MediaEvent::RecordingStarted { path, format } => (
+            "start-recording",
+            None,
+            json!({"recording_id": stem(path), "media_type": format.extension()}),
+        ),
+        MediaEvent::RecordingStopped { path, duration_ms, dropped_frames, end } => (
+            "stop-recording",
+            None,
+            json!({"recording_id": stem(path), "duration_ms": duration_ms,
+                "dropped_frames": dropped_frames, "reason": end.label()}),
+        ),
+        _ => return None,
+    };
+    Some(finish(name, participant, data, entry, conference_id, node))
+}
+
+/// One event from either of a conference's streams.
+enum Either {
+    Core(Event),
+    Media(MediaEvent),
+}
+
+/// The next event of either stream (the core's: members, talking, relations; the media's:
+/// playbacks, recordings).
+async fn next(
+    core: &mut broadcast::Receiver<Event>,
+    media: &mut broadcast::Receiver<MediaEvent>,
+) -> Result<Either, RecvError> {
+    tokio::select! {
+        event = core.recv() => event.map(Either::Core),
+        event = media.recv() => event.map(Either::Media),
+    }
+}
+
+async fn either_payload(
+    event: &Either,
+    entry: Option<&ConferenceEntry>,
+    conference_id: &str,
+    node: &str,
+) -> Option<Payload> {
+    match event {
+        Either::Core(event) => {
+            settle(event, entry).await;
+            payload(event, entry, conference_id, node)
+        }
+        Either::Media(event) => media_payload(event, entry, conference_id, node),
+    }
+}
+
+fn finish(
+    name: &'static str,
+    participant: Option<mixminus_core::ParticipantId>,
+    mut data: Value,
+    entry: Option<&ConferenceEntry>,
+    conference_id: &str,
+    node: &str,
+) -> Payload {
     let mut call_id = None;
     if let Value::Object(map) = &mut data {
         if let Some(p) = participant {
@@ -107,7 +193,7 @@ pub fn payload(
         map.insert("event".into(), name.into());
         map.insert("conference_id".into(), conference_id.into());
     }
-    Some(Payload { name, call_id, data })
+    Payload { name, call_id, data }
 }
 
 /// A join's event can outrun the join's answer, and the call's metadata is recorded
@@ -129,18 +215,19 @@ pub(crate) async fn sse(
     Path((_, conference_id)): Path<(String, String)>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let entry = state.registry().get(&auth.account, &conference_id)?;
-    let receiver = entry.handle().subscribe();
+    let receiver = (entry.handle().subscribe(), entry.handle().subscribe_media());
     let node = state.node().to_owned();
     // Weak: an open stream must not keep an ended conference alive (its end closes us).
     let weak = (Arc::downgrade(&entry), entry.id().to_owned(), node);
     drop(entry);
     let stream = futures_util::stream::unfold((receiver, weak), |(mut rx, weak)| async move {
         loop {
-            match rx.recv().await {
+            match next(&mut rx.0, &mut rx.1).await {
                 Ok(event) => {
                     let entry = weak.0.upgrade();
-                    settle(&event, entry.as_deref()).await;
-                    if let Some(p) = payload(&event, entry.as_deref(), &weak.1, &weak.2) {
+                    if let Some(p) =
+                        either_payload(&event, entry.as_deref(), &weak.1, &weak.2).await
+                    {
                         let sse = SseEvent::default().event(p.name).data(p.data.to_string());
                         return Some((Ok(sse), (rx, weak)));
                     }
@@ -250,7 +337,7 @@ fn handle(
     }
     let task = tokio::spawn(forward(
         Arc::downgrade(&entry),
-        entry.handle().subscribe(),
+        (entry.handle().subscribe(), entry.handle().subscribe_media()),
         binding.clone(),
         call.map(str::to_owned),
         state.node().to_owned(),
@@ -272,7 +359,7 @@ fn parse_binding(binding: &str) -> Option<(&str, Option<&str>)> {
 
 async fn forward(
     entry: Weak<ConferenceEntry>,
-    mut events: tokio::sync::broadcast::Receiver<Event>,
+    mut events: (broadcast::Receiver<Event>, broadcast::Receiver<MediaEvent>),
     binding: String,
     call: Option<String>,
     node: String,
@@ -280,14 +367,15 @@ async fn forward(
 ) {
     let conference_id = entry.upgrade().map(|e| e.id().to_owned()).unwrap_or_default();
     loop {
-        let event = match events.recv().await {
+        let event = match next(&mut events.0, &mut events.1).await {
             Ok(event) => event,
             Err(RecvError::Lagged(_)) => continue,
             Err(RecvError::Closed) => return,
         };
         let strong = entry.upgrade();
-        settle(&event, strong.as_deref()).await;
-        let Some(p) = payload(&event, strong.as_deref(), &conference_id, &node) else { continue };
+        let Some(p) = either_payload(&event, strong.as_deref(), &conference_id, &node).await else {
+            continue;
+        };
         drop(strong);
         if call.is_some() && p.call_id != call {
             continue;

@@ -48,6 +48,7 @@ pub mod events;
 mod fields;
 pub mod join;
 pub mod listing;
+pub mod media;
 pub mod registry;
 pub mod relate;
 pub mod request;

@@ -657,6 +657,7 @@ impl ConferenceEntry {
             if !pending.is_empty() {
                 map.insert("pending".into(), Value::Object(pending));
             }
+            map.extend(crate::media::read_only(snapshot));
         }
         block
     }

@@ -10,6 +10,7 @@ use axum::http::{Method, Request};
 use axum::Router;
 use http_body_util::BodyExt;
 use mixminus_control::config::AccountScope;
+use mixminus_control::media::MediaSettings;
 use mixminus_control::{Api, Auth, Registry};
 use mixminus_rtp::{Bridge, BridgeConfig};
 use serde_json::{json, Value};
@@ -149,9 +150,10 @@ fn rows() -> Vec<Row> {
         row("K19", "PUT", "{A}/conferences/{C}", 201)
             .body(r#"{"data": {"action": "unlock"}}"#)
             .expect(&[("/data/is_locked", "false")]),
-        row("K20", "PUT", "{A}/conferences/{C}", 501)
+        row("K20", "PUT", "{A}/conferences/{C}", 201)
             .body(r#"{"action": "record", "data": {"action": "start"}}"#)
-            .expect(&[("/message", "\"not implemented\"")]),
+            .expect(&[("/data/action", "\"start\""), ("/data/recording/status", "\"recording\"")])
+            .after("{A}/conferences/{C}", &[("/data/_read_only/recording/media_type", "\"ogg\"")]),
         row("K21", "PUT", "{A}/conferences/{C}", 404)
             .body(r#"{"data": {}}"#)
             .expect(&[("/message", "\"faulty request\"")]),
@@ -213,8 +215,10 @@ fn rows() -> Vec<Row> {
             .body(r#"{"data": {"action": "volume_in", "value": "2"}}"#),
         row("K39", "PUT", "{A}/conferences/{C}/participants/999", 404)
             .body(r#"{"data": {"action": "mute"}}"#),
-        row("K40", "PUT", "{A}/conferences/{C}/participants/{P}", 501)
-            .body(r#"{"data": {"action": "play", "data": {"media_id": "m"}}}"#),
+        row("K40", "PUT", "{A}/conferences/{C}/participants/{P}", 201)
+            .body(r#"{"data": {"action": "play", "data": {"media_id": "m"}}}"#)
+            .expect(&[("/data/participant_id", "{P}")])
+            .after("{A}/conferences/{C}", &[("/data/_read_only/playbacks/0/participant_id", "{P}")]),
         // ---- channels metaflow
         row("K41", "PUT", "{A}/channels/{CALL}", 201)
             .body(r#"{"action": "metaflow", "data": {"module": "relate", "data": {"conference_id": "{C}", "participant_id": "{P}", "other_participant": "{Q}", "relationship": "mute"}}}"#)
@@ -242,6 +246,34 @@ fn rows() -> Vec<Row> {
             .headers(&[("origin", "https://ui.example.com")])
             .expect_headers(&[("access-control-allow-origin", "*")]),
         row("K51", "OPTIONS", "{A}/conferences/{C}", 200).no_token(),
+        // ---- play, record, recordings (issue 14 item 11)
+        row("K52", "PUT", "{A}/conferences/{C}", 201)
+            .body(r#"{"action": "play", "data": {"media_id": "m.wav"}}"#)
+            .expect(&[("/data/media_id", "\"m.wav\""), ("/data/duration_ms", "2000")])
+            .after("{A}/conferences/{C}", &[("/data/_read_only/playbacks/0/media_id", "\"m.wav\"")]),
+        row("K53", "PUT", "{A}/conferences/{C}", 501)
+            .body(r#"{"action": "dial", "data": {"endpoints": ["1000"]}}"#)
+            .expect(&[("/message", "\"not implemented\"")]),
+        row("K54", "PUT", "{A}/conferences/{C}", 400)
+            .body(r#"{"action": "play", "data": {}}"#)
+            .expect(&[("/data/data.media_id/required/message", "\"action 'play' requires a media ID or URL\"")])
+            .after("{A}/conferences/{C}", &[("/data/_read_only/playbacks", "[]")]),
+        row("K55", "PUT", "{A}/conferences/{C}", 404)
+            .body(r#"{"action": "play", "data": {"media_id": "../m.wav"}}"#)
+            .expect(&[("/message", "\"bad identifier\"")])
+            .after("{A}/conferences/{C}", &[("/data/_read_only/playbacks", "[]")]),
+        row("K56", "PUT", "{A}/conferences/{C}", 400)
+            .body(r#"{"action": "record", "data": {"action": "pause"}}"#)
+            .expect(&[("/data/data.action/enum/value", "\"pause\"")])
+            .after("{A}/conferences/{C}", &[("/data/_read_only/recording", "null")]),
+        row("K57", "PUT", "{A}/conferences/{C}", 409)
+            .body(r#"{"action": "record", "data": {"action": "stop"}}"#),
+        row("K58", "PUT", "{A}/conferences/{C}/participants", 201)
+            .body(r#"{"action": "play", "data": {"media_id": "m"}}"#)
+            .after("{A}/conferences/{C}", &[("/data/_read_only/playbacks/0/participant_id", "null")]),
+        row("K59", "GET", "{A}/recordings", 200),
+        row("K60", "GET", "{A}/recordings/0123456789abcdef0123456789abcdef", 404)
+            .expect(&[("/message", "\"bad identifier\"")]),
     ]
 }
 
@@ -259,8 +291,9 @@ async fn world() -> World {
     config.rtp_ports = (44_000, 45_999);
     config.inactivity_timeout = None;
     let registry = Registry::new(Bridge::new(config).unwrap(), 10);
-    let app =
-        Api::new(registry.clone(), Auth::default().with_token(TOKEN, AccountScope::All)).router();
+    let app = Api::new(registry.clone(), Auth::default().with_token(TOKEN, AccountScope::All))
+        .media(media_settings())
+        .router();
     let mut w = World { app, registry, conference: "conf1".into(), p: 0, q: 0 };
     let create = json!({"data": {"id": "conf1", "name": "c", "member": {"join_muted": false}}});
     let (status, _, _) =
@@ -345,6 +378,30 @@ impl World {
     }
 }
 
+/// A media directory with `m.wav` (2 s) and an empty recordings directory, per process.
+fn media_settings() -> MediaSettings {
+    let base = std::env::temp_dir().join(format!("mixminus-conformance-{}", std::process::id()));
+    let media = base.join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    if !media.join("m.wav").exists() {
+        let mut wav = hound::WavWriter::create(media.join("m.wav"), spec).unwrap();
+        for n in 0..32_000 {
+            wav.write_sample(((n as f32 * 0.3).sin() * 4000.0) as i16).unwrap();
+        }
+        wav.finalize().unwrap();
+    }
+    let mut settings = MediaSettings::default();
+    settings.media.dir = Some(media);
+    settings.recordings.dir = Some(base.join("recordings"));
+    settings
+}
+
 fn document_rows() -> BTreeSet<String> {
     let doc = include_str!("../../../docs/KAZOO.md");
     doc.lines()
@@ -383,4 +440,6 @@ async fn every_row_answers_as_documented() {
         }
         w.registry.stop_all().await;
     }
+    let base = std::env::temp_dir().join(format!("mixminus-conformance-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(base);
 }

@@ -361,7 +361,7 @@ async fn locked_conference_refuses_joins() {
     assert!(h.participants(&id).await.is_empty());
     assert_eq!(h.registry.bridge().ports_in_use(), 0);
     let (status, body) =
-        h.call(Method::PUT, &uri, Some(ALL), Some(json!({"action": "record", "data": {}}))).await;
+        h.call(Method::PUT, &uri, Some(ALL), Some(json!({"action": "dial", "data": {}}))).await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
     assert_eq!(error_field(&body), ("action".into(), "not_implemented".into()));
     h.call(Method::PUT, &uri, Some(ALL), Some(json!({"action": "unlock", "data": {}}))).await;

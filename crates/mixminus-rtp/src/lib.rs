@@ -98,6 +98,7 @@ mod seq;
 pub mod client;
 mod fanout;
 mod leg;
+pub mod media;
 mod ports;
 mod receive;
 mod runtime;

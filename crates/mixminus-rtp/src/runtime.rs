@@ -22,6 +22,9 @@ use crate::codec::{CodecError, CodecParams, CodecSettings};
 use crate::fanout::{EncoderKey, Fanout};
 use crate::jitter::{JitterConfig, JitterStats};
 use crate::leg::{Leg, LegOutput, MediaFormat, MAX_DATAGRAM};
+use crate::media::recorder::{RecordingSnapshot, RecordingSummary};
+use crate::media::state::{MediaEvent, MediaState};
+use crate::media::{MediaClip, PlaybackSnapshot, RecordingRequest};
 use crate::packet::is_one_byte_extension_id;
 use crate::ports::PortPool;
 use crate::receive::{Inbound, Port, ReaderLink, Received};
@@ -61,6 +64,10 @@ pub enum RuntimeError {
     /// The conference has this many participants (not counting ghosts) already.
     #[error("the conference is full ({0} participants)")]
     Full(usize),
+    /// The conference already runs as many of these as it may (`playbacks`), or one
+    /// already (`recording`).
+    #[error("too many {0} at once")]
+    Busy(&'static str),
 }
 
 /// Settings of a bridge (shared by all its conferences).
@@ -264,6 +271,10 @@ pub struct Snapshot {
     pub started_at: Option<SystemTime>,
     /// Whether the task has stopped.
     pub stopped: bool,
+    /// Media files playing now.
+    pub playbacks: Vec<PlaybackSnapshot>,
+    /// The recording in progress.
+    pub recording: Option<RecordingSnapshot>,
 }
 
 /// A bridge: the port range, the media threads and the conferences running on them.
@@ -337,14 +348,16 @@ impl Bridge {
         settings: ConferenceSettings,
     ) -> Result<ConferenceHandle, RuntimeError> {
         let mut core = settings.core.clone();
+        let settings_rate = core.sample_rate.hz();
         let fade = core.sample_rate.hz() as usize * settings.onset_fade_ms as usize / 1000;
         core.onset_fade_samples = fade.min(core.frame_samples());
         let conference = Conference::new(core)?;
         let (commands, command_rx) = mpsc::channel(self.shared.config.command_queue);
         let (snapshot_tx, snapshot) = watch::channel(Arc::new(Snapshot::default()));
         let (events, _) = broadcast::channel(1024);
+        let (media_events, _) = broadcast::channel(256);
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-        let task = ConferenceTask::new(
+        let mut task = ConferenceTask::new(
             conference,
             settings,
             self.shared.clone(),
@@ -352,12 +365,14 @@ impl Bridge {
             events.clone(),
             inbound_tx,
         )?;
+        task.media = MediaState::new(media_events.clone());
         match self.media.as_deref().and_then(|m| m.0.as_ref()) {
             Some(media) => drop(media.spawn(task.run(command_rx, inbound_rx))),
             None => drop(tokio::spawn(task.run(command_rx, inbound_rx))),
         }
         metrics::gauge!("mixminus_conferences").increment(1.0);
-        Ok(ConferenceHandle { commands, snapshot, events })
+        let rate = settings_rate;
+        Ok(ConferenceHandle { commands, snapshot, events, media_events, rate })
     }
 
     /// Port pairs bound now, across all conferences.
@@ -372,9 +387,56 @@ pub struct ConferenceHandle {
     commands: mpsc::Sender<Command>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     events: broadcast::Sender<Event>,
+    media_events: broadcast::Sender<MediaEvent>,
+    rate: u32,
 }
 
 impl ConferenceHandle {
+    /// The conference's sample rate (what a clip for [`ConferenceHandle::play`] must have).
+    pub fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Plays `clip` (decoded at the conference rate, see [`MediaClip::load`]) into the
+    /// conference, or to the one participant `target`. The playback is a source in the mixer
+    /// (muted toward everyone but `target` for a private one); it ends by itself.
+    /// `media` names it in events and snapshots. Returns the playback's id.
+    pub async fn play(
+        &self,
+        clip: MediaClip,
+        media: String,
+        target: Option<ParticipantId>,
+    ) -> Result<ParticipantId, RuntimeError> {
+        self.call(|reply| Command::Play { clip, media, target, reply }).await
+    }
+
+    /// Stops the playback `id`, or every playback (`None`); returns how many stopped.
+    pub async fn stop_play(&self, id: Option<ParticipantId>) -> Result<usize, RuntimeError> {
+        self.call(|reply| Command::StopPlay(id, reply)).await
+    }
+
+    /// Starts recording the conference's full mix into a new file.
+    pub async fn start_recording(
+        &self,
+        request: RecordingRequest,
+    ) -> Result<RecordingSnapshot, RuntimeError> {
+        self.call(|reply| Command::StartRecording(Box::new(request), reply)).await
+    }
+
+    /// Stops the recording and waits (off the conference task) until its file is closed.
+    pub async fn stop_recording(&self) -> Result<RecordingSummary, RuntimeError> {
+        let finishing = self.call(Command::StopRecording).await?;
+        tokio::task::spawn_blocking(move || finishing.0.join())
+            .await
+            .map_err(|_| RuntimeError::Closed)?
+            .map_err(|_| RuntimeError::Io(std::io::Error::other("the recording writer failed")))
+    }
+
+    /// Playback and recording events. A receiver more than 256 behind loses the oldest.
+    pub fn subscribe_media(&self) -> broadcast::Receiver<MediaEvent> {
+        self.media_events.subscribe()
+    }
+
     /// Adds a participant: binds its ports, sets up its codec.
     pub async fn join(&self, request: JoinRequest) -> Result<Joined, RuntimeError> {
         self.call(|reply| Command::Join(Box::new(request), reply)).await
@@ -486,6 +548,15 @@ enum Command {
     InputGain(ParticipantId, Gain, Reply<()>),
     OutputGain(ParticipantId, Gain, Reply<()>),
     Energy(ParticipantId, Option<u32>, Reply<()>),
+    Play {
+        clip: MediaClip,
+        media: String,
+        target: Option<ParticipantId>,
+        reply: Reply<ParticipantId>,
+    },
+    StopPlay(Option<ParticipantId>, Reply<usize>),
+    StartRecording(Box<RecordingRequest>, Reply<RecordingSnapshot>),
+    StopRecording(Reply<crate::media::recorder::Finishing>),
     Stop(Reply<()>),
 }
 
@@ -601,7 +672,10 @@ struct ConferenceTask {
     /// The last relationship list published, and whether the matrix changed since.
     relationships: Arc<Vec<(ParticipantId, ParticipantId, Relationship)>>,
     relationships_changed: bool,
+    /// The matrix's record count when the list was built (the list leaves internal ones out).
+    relationships_total: usize,
     dropped_reported: [u64; 11],
+    media: MediaState,
 }
 
 impl ConferenceTask {
@@ -644,7 +718,9 @@ impl ConferenceTask {
             leaving: Vec::new(),
             relationships: Arc::default(),
             relationships_changed: false,
+            relationships_total: 0,
             dropped_reported: [0; 11],
+            media: MediaState::new(broadcast::channel(1).0),
         })
     }
 
@@ -744,9 +820,37 @@ impl ConferenceTask {
             }
             Command::Relate { participants, others, relationship, reply } => {
                 self.relationships_changed = true;
-                let result = self.check_public(participants.iter().chain(&others)).and_then(|()| {
+                // A playback may be the other party (`relate(P, playback, deaf)`).
+                let others_known = others
+                    .iter()
+                    .find(|id| !self.legs.contains_key(id) && !self.media.is_playback(**id))
+                    .map_or(Ok(()), |&id| Err(mixminus_core::Error::UnknownParticipant(id).into()));
+                let result = self.check_public(&participants).and(others_known).and_then(|()| {
                     Ok(self.conference.relate(&participants, &others, relationship)?)
                 });
+                self.answer(reply, result);
+            }
+            Command::Play { clip, media, target, reply } => {
+                let result = self.media.play(
+                    &mut self.conference,
+                    clip,
+                    media,
+                    target,
+                    self.legs.keys().copied(),
+                );
+                self.answer(reply, result);
+            }
+            Command::StopPlay(id, reply) => {
+                let result = self.media.stop_play(&mut self.conference, id);
+                self.answer(reply, result);
+            }
+            Command::StartRecording(request, reply) => {
+                let frame_ms = self.settings.core.frame.millis();
+                let result = self.media.start_recording(&mut self.conference, *request, frame_ms);
+                self.answer(reply, result);
+            }
+            Command::StopRecording(reply) => {
+                let result = self.media.stop_recording(&mut self.conference);
                 self.answer(reply, result);
             }
             Command::Speak(id, v, reply) => {
@@ -869,6 +973,7 @@ impl ConferenceTask {
         let sockets = [(Port::Rtp, leg.ports.rtp.clone()), (Port::Rtcp, leg.ports.rtcp.clone())];
         let peer = request.remote.filter(|_| self.bridge.config.strict_source).map(|r| r.ip());
         leg.reader = Some(ReaderLink::start(id, sockets, peer, &self.inbound_tx));
+        self.media.on_join(&mut self.conference, id);
         let local_rtp = leg.local_rtp();
         self.legs.insert(id, leg);
         self.metrics.participants.increment(1.0);
@@ -885,6 +990,7 @@ impl ConferenceTask {
         self.check_public([&id])?;
         let ghost = self.conference.participant(id).is_some_and(|p| p.ghost);
         self.conference.leave(id)?;
+        self.media.on_leave(&mut self.conference, id);
         self.fanout.forget(id);
         self.relationships_changed = true;
         if let Some(mut leg) = self.legs.remove(&id) {
@@ -918,7 +1024,9 @@ impl ConferenceTask {
         if let Some(tone) = self.tone.as_mut() {
             tone.render(conference);
         }
+        self.media.render(conference);
         let summary = self.conference.tick();
+        self.media.after_tick(&mut self.conference);
         self.send_mix();
         self.housekeeping(now);
         self.forward_events();
@@ -1039,6 +1147,9 @@ impl ConferenceTask {
                     continue;
                 }
             }
+            if self.media.is_internal(&event) {
+                continue;
+            }
             any = true;
             // No receivers is normal.
             let _ = self.events.send(event);
@@ -1091,6 +1202,8 @@ impl ConferenceTask {
             *reported = now;
         }
         let snapshot = Snapshot {
+            playbacks: self.media.playbacks(),
+            recording: self.media.recording(),
             participants,
             relationships: self.relationships(),
             counters,
@@ -1106,14 +1219,20 @@ impl ConferenceTask {
     /// nothing per record.
     fn relationships(&mut self) -> Arc<Vec<(ParticipantId, ParticipantId, Relationship)>> {
         let count = self.conference.relationship_count();
-        if self.relationships_changed || self.relationships.len() != count {
-            self.relationships = Arc::new(self.conference.relationships());
+        if self.relationships_changed || self.relationships_total != count {
+            self.relationships_total = count;
+            // The records that make a playback private are internal (a playback's id is
+            // only ever the other party of a public record).
+            let mut all = self.conference.relationships();
+            all.retain(|(p, _, _)| self.legs.contains_key(p));
+            self.relationships = Arc::new(all);
             self.relationships_changed = false;
         }
         self.relationships.clone()
     }
 
     fn shutdown(&mut self) {
+        self.media.shutdown(&mut self.conference);
         let ids: Vec<_> = self.legs.keys().copied().collect();
         for id in ids {
             let _ = self.remove(id, true);
@@ -1127,6 +1246,8 @@ impl ConferenceTask {
         snapshot.stopped = true;
         snapshot.participants.clear();
         snapshot.relationships = Arc::default();
+        snapshot.playbacks.clear();
+        snapshot.recording = None;
         self.snapshot_tx.send_replace(Arc::new(snapshot));
     }
 }
