@@ -36,6 +36,9 @@
 //!
 //! [logging]
 //! filter = "info,mixminus_rtp=warn"   # tracing-subscriber EnvFilter syntax; RUST_LOG wins
+//!
+//! [sip]                               # dial in by SIP (off without `listen`; docs/SIP.md)
+//! listen = "127.0.0.1:5060"
 //! ```
 //!
 //! `Debug` never prints a token.
@@ -102,6 +105,9 @@ pub struct Config {
     pub tokens: Vec<TokenConfig>,
     /// Log settings.
     pub logging: LoggingConfig,
+    /// The `[sip]` section, as TOML: the SIP front (`mixminus-sip`'s `SipConfig`) reads it,
+    /// so the control plane does not depend on it.
+    pub sip: Option<toml::Table>,
 }
 
 impl Default for Config {
@@ -128,6 +134,7 @@ impl Default for Config {
             quotas: crate::registry::Quotas::default(),
             tokens: Vec::new(),
             logging: LoggingConfig::default(),
+            sip: None,
         }
     }
 }
