@@ -181,7 +181,12 @@ async fn info_pins_offerless_invites_hold_kick_and_call_cycles_that_leak_nothing
     // sends RTP all along (the bridge sends only to a peer it hears: consent).
     let mut call = uac.call("open", "held-1", &offer).await.map_err(|r| r.text).unwrap();
     let bridge_rtp: SocketAddr = {
-        let port = call.answer.lines().find_map(|l| l.strip_prefix("m=audio ")).and_then(|l| l.split(' ').next()).unwrap();
+        let port = call
+            .answer
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split(' ').next())
+            .unwrap();
         format!("127.0.0.1:{port}").parse().unwrap()
     };
     let rtp = std::sync::Arc::new(rtp);

@@ -28,7 +28,7 @@ use mixminus_rtp::{JoinRequest, Joined, ReservedPorts};
 use serde_json::Value;
 
 use crate::fields::{int_in, wrong_type, Obj};
-use crate::registry::{codec_params, ConferenceEntry, ParticipantMeta};
+use crate::registry::{codec_params, ConferenceEntry, ParticipantMeta, Registry};
 use crate::ApiError;
 
 /// A join the conference admitted.
@@ -44,32 +44,27 @@ pub struct Admitted {
 }
 
 /// Admits a join into `entry`: every front (the HTTP `join` action, a SIP call) comes in
-/// here, so a participant is the same whichever way it came. Refuses a locked or full
-/// conference and a call already in it, applies the document's `member` / `moderator` join
+/// here, so a participant is the same whichever way it came. Refuses a join past the
+/// account's participant quota, a locked or full conference (decided by the conference
+/// task, atomically with every other join) and a call already in it, applies the document's `member` / `moderator` join
 /// rules, adds the leg (on `ports` when the front reserved them) and records the call.
 pub async fn admit(
+    registry: &Registry,
     entry: &ConferenceEntry,
     body: &JoinBody,
     ports: Option<ReservedPorts>,
 ) -> Result<Admitted, ApiError> {
-    if entry.is_locked() {
-        return Err(ApiError::Conflict {
-            field: "is_locked".into(),
-            rule: "locked",
-            message: "the conference is locked".into(),
-        });
-    }
     let doc = entry.doc();
-    if !body.ghost {
-        if let Some(limit) = doc.member_limit() {
-            if entry.counted(&entry.handle().snapshot()) >= limit {
-                return Err(ApiError::Conflict {
-                    field: "max_participants".into(),
-                    rule: "max_participants",
-                    message: format!("the conference is full ({limit} participants)"),
-                });
-            }
-        }
+    // The lock and the member limit are decided by the conference task itself, when it
+    // admits the join (atomically with every other join); the account's participant quota
+    // is counted here.
+    let quota = registry.quotas().participants_per_account;
+    if !body.ghost && registry.account_participants(entry.account_id()) >= quota {
+        return Err(ApiError::Conflict {
+            field: "participants".into(),
+            rule: "participants_per_account",
+            message: format!("this account may have at most {quota} participants at once"),
+        });
     }
     // Held until the call's metadata is recorded: a second join of the same call waits
     // for no one and is refused.
@@ -104,6 +99,8 @@ pub async fn admit(
     let mut request = JoinRequest::new(codec, remote);
     request.options = options;
     request.audio_level_ext = level_ext;
+    request.locked = Some(entry.lock_flag());
+    request.max_members = doc.member_limit();
     if let Some(offer) = &offer {
         // Only what the answer echoes back is honoured, so the two never disagree.
         request.audio_level_ext = offer.audio_level_ext;

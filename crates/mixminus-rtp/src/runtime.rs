@@ -369,7 +369,7 @@ impl Bridge {
     /// address before the call joins (a SIP call that first collects a PIN on it). Hand it to
     /// [`ConferenceHandle::join_reserved`]; dropping it releases the ports.
     pub fn reserve_ports(&self) -> Result<ReservedPorts, RuntimeError> {
-        Ok(ReservedPorts(self.ports.take()?))
+        Ok(ReservedPorts(self.shared.ports.take()?))
     }
 
     /// Port pairs bound now, across all conferences.

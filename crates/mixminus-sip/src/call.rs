@@ -37,6 +37,7 @@ impl Refusal {
     pub(crate) const UNSUPPORTED_BODY: Refusal = Refusal(415, "Unsupported Media Type");
     pub(crate) const ALREADY_IN: Refusal = Refusal(482, "Call Already In The Conference");
     pub(crate) const NO_PORTS: Refusal = Refusal(503, "No Media Ports Available");
+    pub(crate) const QUOTA: Refusal = Refusal(403, "Account Participant Quota Reached");
     pub(crate) const BAD_REQUEST: Refusal = Refusal(400, "Bad Request");
     pub(crate) const SERVER_ERROR: Refusal = Refusal(500, "Server Internal Error");
 
@@ -46,6 +47,7 @@ impl Refusal {
             ApiError::Conflict { rule: "locked", .. } => Refusal::LOCKED,
             ApiError::Conflict { rule: "max_participants", .. } => Refusal::FULL,
             ApiError::Conflict { rule: "unique", .. } => Refusal::ALREADY_IN,
+            ApiError::Conflict { rule: "participants_per_account", .. } => Refusal::QUOTA,
             ApiError::Conflict { .. } => Refusal::FULL,
             ApiError::NotFound { .. } => Refusal::NOT_FOUND,
             ApiError::InvalidData { .. } => Refusal::BAD_SDP,
@@ -57,6 +59,7 @@ impl Refusal {
     fn label(self) -> &'static str {
         match self.0 {
             404 => "not_found",
+            403 if self.1 == Refusal::QUOTA.1 => "quota",
             403 => "locked",
             486 => "full",
             488 => "bad_sdp",
@@ -182,7 +185,7 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: Endpoint, invite: Incomin
         (Admission::Join(role), Some((text, offer))) => {
             body.moderator = *role == Role::Moderator;
             body.media = mixminus_control::join::Media::Sdp(text);
-            match admit(&entry, &body, Some(ports)).await {
+            match admit(&shared.registry, &entry, &body, Some(ports)).await {
                 Ok(admitted) => {
                     let answer = offer.answer_with_key(local, session_id, key);
                     (answer, Some(admitted.joined.id), None, Some(offer))
@@ -279,7 +282,7 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: Endpoint, invite: Incomin
             return;
         };
         body.moderator = role == Role::Moderator;
-        match admit(&entry, &body, ports.take()).await {
+        match admit(&shared.registry, &entry, &body, ports.take()).await {
             Ok(admitted) => joined = Some(admitted.joined.id),
             Err(error) => {
                 tracing::info!(%error, "SIP call not admitted after its PIN");
