@@ -4,7 +4,8 @@
 # the end-to-end tests that use it as a real RTP client, GStreamer's development files for
 # the `mixminus` GStreamer element (crates/gst-mixminus), and for the quality smoke test
 # (tests/quality_smoke.rs) espeak-ng plus Python's numpy and pesq (PyPI; pesq builds from
-# source: a C compiler and Python headers, about a minute). Uses sudo when not root.
+# source: a C compiler and Python headers, about a minute), baresip for the SIP tests.
+# Uses sudo when not root.
 set -euo pipefail
 
 need=()
@@ -21,6 +22,10 @@ pkg-config --exists gstreamer-audio-1.0 gstreamer-app-1.0 2>/dev/null \
   || need+=(libgstreamer-plugins-base1.0-dev)
 gst-inspect-1.0 wavenc >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
+# The SIP tests (tests/sip_baresip.rs) call in with baresip: its core package has the
+# modules they load (aufile, sndfile, g711, srtp, ctrl_tcp, menu, aubridge).
+[ -f /usr/lib/baresip/modules/aufile.so ] && command -v baresip >/dev/null \
+  || need+=(baresip-core)
 pesq_ok() { python3 -c "import numpy, pesq" 2>/dev/null; }
 if ! pesq_ok; then
   command -v python3 >/dev/null || need+=(python3)

@@ -2,11 +2,12 @@
 //!
 //! An audio conference mixer engine: every participant hears everyone else (mix-minus),
 //! and a per-pair relationship matrix (FreeSWITCH's `relate`, as Kazoo exposes it) removes
-//! more. This facade re-exports the three crates:
+//! more. This facade re-exports the crates:
 //!
 //! - [`core`]: the sans-IO mixer (embed it anywhere; no runtime, no I/O);
 //! - [`rtp`]: RTP media and the tokio conference runtime;
-//! - [`control`]: the Kazoo-shaped HTTP control plane.
+//! - [`control`]: the Kazoo-shaped HTTP control plane;
+//! - [`sip`]: the SIP front (dial in by number and PIN).
 //!
 //! [`quality`] holds the sound measurements the end-to-end tests and the quality benchmark
 //! share.
@@ -25,5 +26,6 @@ pub struct ReadmeDoctests;
 pub use mixminus_control as control;
 pub use mixminus_core as core;
 pub use mixminus_rtp as rtp;
+pub use mixminus_sip as sip;
 
 pub mod quality;

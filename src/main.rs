@@ -55,6 +55,10 @@ struct ServeArgs {
     /// frame) [default: the config file's, else 1].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
     quiet_decode_interval: Option<u32>,
+    /// Answer SIP calls on this address (UDP and TCP), e.g. 127.0.0.1:5060 [default: the
+    /// config file's `[sip] listen`, else off].
+    #[arg(long)]
+    sip: Option<SocketAddr>,
 }
 
 /// `mixminus demo`.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use mixminus_control::{Api, Auth, Config, Registry};
 use mixminus_rtp::{Bridge, BridgeConfig};
+use mixminus_sip::{SipConfig, SipServer};
 
 use crate::ServeArgs;
 
@@ -24,6 +25,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.rtp_ports = ports;
     }
     config.validate()?;
+    let mut sip: SipConfig = match config.sip.clone() {
+        Some(table) => toml::Value::Table(table).try_into().context("config [sip]")?,
+        None => SipConfig::default(),
+    };
+    if let Some(addr) = args.sip {
+        sip.listen = Some(addr);
+    }
+    sip.validate()?;
     init_logs(&config);
 
     let auth = Auth::new(&config.tokens).with_env();
@@ -45,7 +54,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.quiet_decode_interval {
         config.quiet_decode_interval = n;
     }
-    runtime.block_on(serve(config, auth, args.audio_level_ext))?;
+    runtime.block_on(serve(config, sip, auth, args.audio_level_ext))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -57,7 +66,12 @@ fn init_logs(config: &Config) {
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(config.logging.ansi).init();
 }
 
-async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    sip: SipConfig,
+    auth: Auth,
+    audio_level_ext: Option<u8>,
+) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the Prometheus recorder")?;
@@ -76,6 +90,11 @@ async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyho
     bridge_config.rtcp_interval = Duration::from_millis(config.rtcp_interval_ms);
     let bridge = Bridge::new(bridge_config).context("setting up the RTP port range")?;
     let registry = Registry::with_quotas(bridge, config.max_conferences, config.quotas);
+    // Off unless `--sip` or `[sip] listen` names an address.
+    let _sip = match sip.listen {
+        Some(_) => Some(SipServer::start(registry.clone(), sip).await.context("starting SIP")?),
+        None => None,
+    };
     let app = Api::new(registry.clone(), auth)
         .node(config.node.clone())
         .body_limit(config.max_body_bytes)

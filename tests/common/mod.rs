@@ -7,7 +7,9 @@
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod baresip;
 pub mod http;
 pub mod leak;
 pub mod netem;
+pub mod sipua;
 pub mod talker;

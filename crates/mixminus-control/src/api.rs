@@ -55,8 +55,7 @@ use axum::routing::{get, put};
 use axum::Router;
 use http_body_util::BodyExt;
 use metrics_exporter_prometheus::PrometheusHandle;
-use mixminus_core::{Gain, JoinOptions, ParticipantId};
-use mixminus_rtp::JoinRequest;
+use mixminus_core::{Gain, ParticipantId};
 use serde_json::{json, Map, Value};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::normalize_path::NormalizePathLayer;
@@ -65,8 +64,8 @@ use crate::auth::Auth;
 use crate::doc::ConferenceDoc;
 use crate::envelope::EnvelopeInfo;
 use crate::fields::{int_in, wrong_type};
-use crate::join::{JoinBody, Media};
-use crate::registry::{codec_params, ConferenceEntry, ParticipantMeta, Registry};
+use crate::join::{admit, Admitted, JoinBody};
+use crate::registry::{ConferenceEntry, Registry};
 use crate::relate::{relationship_word, ConferenceIdRule, RelateRequest};
 use crate::request::KazooRequest;
 use crate::schema;
@@ -856,65 +855,7 @@ fn summarise(ids: &[ParticipantId]) -> String {
 
 async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> ApiResult {
     let body = JoinBody::parse(data)?;
-    let doc = entry.doc();
-    // The lock and the member limit are decided by the conference task itself, when it
-    // admits the join (atomically with every other join); the account's participant quota
-    // is counted here.
-    let quota = state.0.registry.quotas().participants_per_account;
-    if !body.ghost && state.0.registry.account_participants(entry.account_id()) >= quota {
-        return Err(ApiError::Conflict {
-            field: "participants".into(),
-            rule: "participants_per_account",
-            message: format!("this account may have at most {quota} participants at once"),
-        });
-    }
-    // Held until the call's metadata is recorded: a second join of the same call waits
-    // for no one and is refused.
-    let _claim = match &body.call_id {
-        Some(call_id) => Some(entry.claim_call(call_id).ok_or_else(|| ApiError::Conflict {
-            field: "call_id".into(),
-            rule: "unique",
-            message: format!("call {call_id} is already in the conference"),
-        })?),
-        None => None,
-    };
-    let rules = if body.moderator { &doc.moderator } else { &doc.member };
-    let options = JoinOptions {
-        muted: Some(body.mute || rules.join_muted),
-        deaf: Some(body.deaf || rules.join_deaf),
-        moderator: body.moderator,
-        ghost: body.ghost,
-        energy_threshold: entry.conference_energy(),
-        ..Default::default()
-    };
-    let frame_ms = doc.profile.interval.millis();
-    let (codec, remote, offer, level_ext) = match &body.media {
-        Media::Rtp { remote, codec, audio_level_ext } => {
-            (codec_params(codec), *remote, None, *audio_level_ext)
-        }
-        Media::Sdp(sdp) => {
-            let offer = mixminus_rtp::sdp::AudioOffer::parse(sdp, frame_ms)
-                .map_err(|e| ApiError::invalid("sdp", "format", e.to_string()))?;
-            (offer.codec, Some(offer.remote), Some(offer), None)
-        }
-    };
-    let mut request = JoinRequest::new(codec, remote);
-    request.options = options;
-    request.audio_level_ext = level_ext;
-    request.locked = Some(entry.lock_flag());
-    request.max_members = doc.member_limit();
-    if let Some(offer) = &offer {
-        // Only what the answer echoes back is honoured, so the two never disagree.
-        request.audio_level_ext = offer.audio_level_ext;
-        request.rtcp_mux = offer.rtcp_mux;
-    }
-    let joined = entry.handle().join(request).await?;
-    let call_id = body.call_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    entry.add_member(
-        joined.id,
-        ParticipantMeta::new(call_id, body.caller_id_name.clone(), body.caller_id_number.clone())
-            .with_custom_channel_vars(body.custom_channel_vars.clone()),
-    );
+    let Admitted { joined, offer, .. } = admit(state.registry(), entry, &body, None).await?;
     tracing::info!(conference = %entry.id(), participant = %joined.id, local = %joined.local_rtp, "joined");
     // The runtime publishes its snapshot before it answers, so the new leg is in it (unless
     // the runtime already removed it again, when only its id can be reported).

@@ -48,6 +48,9 @@
 //!
 //! [logging]
 //! filter = "info,mixminus_rtp=warn"   # tracing-subscriber EnvFilter syntax; RUST_LOG wins
+//!
+//! [sip]                               # dial in by SIP (off without `listen`; docs/SIP.md)
+//! listen = "127.0.0.1:5060"
 //! ```
 //!
 //! `Debug` never prints a token.
@@ -118,6 +121,9 @@ pub struct Config {
     pub media: crate::media::MediaConfig,
     /// Where `record` writes, and its bounds (see [`crate::media`]).
     pub recordings: crate::media::RecordingsConfig,
+    /// The `[sip]` section, as TOML: the SIP front (`mixminus-sip`'s `SipConfig`) reads it,
+    /// so the control plane does not depend on it.
+    pub sip: Option<toml::Table>,
 }
 
 impl Default for Config {
@@ -146,6 +152,7 @@ impl Default for Config {
             logging: LoggingConfig::default(),
             media: Default::default(),
             recordings: Default::default(),
+            sip: None,
         }
     }
 }

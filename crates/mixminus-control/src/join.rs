@@ -21,10 +21,110 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use mixminus_core::JoinOptions;
+use mixminus_rtp::sdp::AudioOffer;
+use mixminus_rtp::srtp::{SrtpKey, SrtpKeys};
+use mixminus_rtp::{JoinRequest, Joined, ReservedPorts};
 use serde_json::Value;
 
 use crate::fields::{int_in, wrong_type, Obj};
+use crate::registry::{codec_params, ConferenceEntry, ParticipantMeta, Registry};
 use crate::ApiError;
+
+/// A join the conference admitted.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Admitted {
+    /// The participant and its RTP address.
+    pub joined: Joined,
+    /// The SDP offer it joined with, parsed (the answer is `offer.answer(joined.local_rtp, …)`).
+    pub offer: Option<AudioOffer>,
+    /// Its call id (the join's, else a fresh UUID).
+    pub call_id: String,
+}
+
+/// Admits a join into `entry`: every front (the HTTP `join` action, a SIP call) comes in
+/// here, so a participant is the same whichever way it came. Refuses a join past the
+/// account's participant quota, a locked or full conference (decided by the conference
+/// task, atomically with every other join) and a call already in it, applies the document's `member` / `moderator` join
+/// rules, adds the leg (on `ports` when the front reserved them) and records the call.
+pub async fn admit(
+    registry: &Registry,
+    entry: &ConferenceEntry,
+    body: &JoinBody,
+    ports: Option<ReservedPorts>,
+) -> Result<Admitted, ApiError> {
+    let doc = entry.doc();
+    // The lock and the member limit are decided by the conference task itself, when it
+    // admits the join (atomically with every other join); the account's participant quota
+    // is counted here.
+    let quota = registry.quotas().participants_per_account;
+    if !body.ghost && registry.account_participants(entry.account_id()) >= quota {
+        return Err(ApiError::Conflict {
+            field: "participants".into(),
+            rule: "participants_per_account",
+            message: format!("this account may have at most {quota} participants at once"),
+        });
+    }
+    // Held until the call's metadata is recorded: a second join of the same call waits
+    // for no one and is refused.
+    let _claim = match &body.call_id {
+        Some(call_id) => Some(entry.claim_call(call_id).ok_or_else(|| ApiError::Conflict {
+            field: "call_id".into(),
+            rule: "unique",
+            message: format!("call {call_id} is already in the conference"),
+        })?),
+        None => None,
+    };
+    let rules = if body.moderator { &doc.moderator } else { &doc.member };
+    let options = JoinOptions {
+        muted: Some(body.mute || rules.join_muted),
+        deaf: Some(body.deaf || rules.join_deaf),
+        moderator: body.moderator,
+        ghost: body.ghost,
+        energy_threshold: entry.conference_energy(),
+        ..Default::default()
+    };
+    let frame_ms = doc.profile.interval.millis();
+    let (codec, remote, offer, level_ext) = match &body.media {
+        Media::Rtp { remote, codec, audio_level_ext } => {
+            (codec_params(codec), *remote, None, *audio_level_ext)
+        }
+        Media::Sdp(sdp) => {
+            let offer = AudioOffer::parse(sdp, frame_ms)
+                .map_err(|e| ApiError::invalid("sdp", "format", e.to_string()))?;
+            (offer.codec, Some(offer.remote), Some(offer), None)
+        }
+    };
+    let mut request = JoinRequest::new(codec, remote);
+    request.options = options;
+    request.audio_level_ext = level_ext;
+    request.locked = Some(entry.lock_flag());
+    request.max_members = doc.member_limit();
+    if let Some(offer) = &offer {
+        // Only what the answer echoes back is honoured, so the two never disagree.
+        request.audio_level_ext = offer.audio_level_ext;
+        request.rtcp_mux = offer.rtcp_mux;
+        if let (Some((_, remote)), Some(local)) = (&offer.srtp, &body.srtp_local) {
+            request.srtp = Some(SrtpKeys::new(remote.clone(), local.clone()));
+        }
+    }
+    let joined = match ports {
+        Some(ports) => entry.handle().join_reserved(request, ports).await?,
+        None => entry.handle().join(request).await?,
+    };
+    let call_id = body.call_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    entry.add_member(
+        joined.id,
+        ParticipantMeta::new(
+            call_id.clone(),
+            body.caller_id_name.clone(),
+            body.caller_id_number.clone(),
+        )
+        .with_custom_channel_vars(body.custom_channel_vars.clone()),
+    );
+    Ok(Admitted { joined, offer, call_id })
+}
 
 /// Kazoo's participant flags.
 pub const PARTICIPANT_FLAGS: &[&str] = &[
@@ -61,6 +161,9 @@ pub struct JoinBody {
     pub custom_channel_vars: Option<serde_json::Map<String, Value>>,
     /// The media leg.
     pub media: Media,
+    /// Not read from JSON: a signalling front's own SRTP key. With an `RTP/SAVP` offer that
+    /// carries the peer's (SDES), the leg is SRTP and the answer carries this one.
+    pub srtp_local: Option<SrtpKey>,
 }
 
 /// How the media leg is described.
@@ -124,6 +227,23 @@ impl CodecName {
 pub const MAX_SDP: usize = 16 * 1024;
 
 impl JoinBody {
+    /// A join with an SDP offer and nothing else set (a signalling front fills in the
+    /// call's fields).
+    pub fn sdp(offer: impl Into<String>) -> Self {
+        JoinBody {
+            call_id: None,
+            caller_id_name: None,
+            caller_id_number: None,
+            mute: false,
+            deaf: false,
+            moderator: false,
+            ghost: false,
+            custom_channel_vars: None,
+            media: Media::Sdp(offer.into()),
+            srtp_local: None,
+        }
+    }
+
     /// Parses the join action's `data`.
     pub fn parse(value: &Value) -> Result<Self, ApiError> {
         let obj = Obj::new(value, "")?;
@@ -153,6 +273,7 @@ impl JoinBody {
                 Some(other) => return Err(wrong_type("custom_channel_vars", "object", other)),
             },
             media: Media::Sdp(String::new()),
+            srtp_local: None,
         };
         for (i, flag) in obj.array("participant_flags")?.into_iter().flatten().enumerate() {
             let field = format!("participant_flags.{i}");

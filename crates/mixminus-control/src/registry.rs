@@ -297,6 +297,13 @@ impl Registry {
         all
     }
 
+    /// Every conference, all accounts, oldest first (a SIP call looks for its number here).
+    pub fn all(&self) -> Vec<Arc<ConferenceEntry>> {
+        let mut all: Vec<_> = self.inner.conferences.iter().map(|e| e.value().clone()).collect();
+        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        all
+    }
+
     /// Ends a conference: every participant gets an RTCP BYE, every port is released.
     pub async fn remove(&self, account: &str, id: &str) -> Result<Arc<ConferenceEntry>, ApiError> {
         let (_, entry) = self

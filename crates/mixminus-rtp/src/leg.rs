@@ -14,6 +14,7 @@ use crate::ports::PortPair;
 use crate::receive::{Port, ReaderLink};
 use crate::rtcp::{NtpClock, RtcpSession};
 use crate::seq::SequenceExtender;
+use crate::srtp::{SrtpKeys, SrtpSession};
 use crate::stats::{DropReason, LegStats};
 use crate::RuntimeError;
 
@@ -73,6 +74,10 @@ pub(crate) struct Leg {
     consent: bool,
     /// ICMP unreachable came back from the connected peer: the leg stops.
     pub(crate) unreachable: bool,
+    /// The peer holds the call (SDP `sendonly` / `inactive`): nothing is sent to it.
+    pub(crate) held: bool,
+    /// SRTP (SDES) both ways, when the join had keys.
+    srtp: Option<SrtpSession>,
     /// RTCP: reception statistics, reports, the peer's reports about us.
     pub(crate) rtcp: RtcpSession,
     pub(crate) stats: LegStats,
@@ -161,7 +166,18 @@ impl Leg {
             rtcp,
             stats: LegStats::default(),
             reader: None,
+            held: false,
+            srtp: None,
         })
+    }
+
+    /// Makes the leg SRTP (SDES keys): from now on it protects what it sends and drops
+    /// what does not authenticate.
+    pub(crate) fn use_srtp(&mut self, keys: &SrtpKeys) -> Result<(), RuntimeError> {
+        let session = SrtpSession::new(keys)
+            .map_err(|_| RuntimeError::InvalidRequest("srtp: unusable key"))?;
+        self.srtp = Some(session);
+        Ok(())
     }
 
     pub(crate) fn local_rtp(&self) -> SocketAddr {
@@ -201,6 +217,28 @@ impl Leg {
             self.stats.drop(DropReason::Oversized);
             return None;
         }
+        // SRTP: authenticated and decrypted before anything else reads it.
+        let plain;
+        let datagram = match self.srtp.as_mut() {
+            Some(srtp) => {
+                let unprotected = if port == Port::Rtcp || is_rtcp(datagram) {
+                    srtp.unprotect_rtcp(datagram)
+                } else {
+                    srtp.unprotect_rtp(datagram)
+                };
+                match unprotected {
+                    Ok(bytes) => {
+                        plain = bytes;
+                        &plain
+                    }
+                    Err(_) => {
+                        self.stats.drop(DropReason::Malformed);
+                        return None;
+                    }
+                }
+            }
+            None => datagram,
+        };
         if port == Port::Rtcp || is_rtcp(datagram) {
             crate::rtcp::on_rtcp(self, now, datagram, from, port == Port::Rtp);
             return None;
@@ -368,6 +406,36 @@ impl Leg {
     pub(crate) fn skip_frame(&mut self) {
         self.out_ts = self.out_ts.wrapping_add(self.out_ts_step);
         self.out_marker = true;
+    }
+
+    /// Sends one RTP packet to `destination`, protected when the leg is SRTP.
+    pub(crate) fn send_rtp(
+        &mut self,
+        packet: &[u8],
+        destination: SocketAddr,
+    ) -> std::io::Result<usize> {
+        match self.srtp.as_mut() {
+            Some(srtp) => match srtp.protect_rtp(packet) {
+                Ok(protected) => self.ports.rtp.try_send_to(&protected, destination),
+                Err(e) => Err(std::io::Error::other(e)),
+            },
+            None => self.ports.rtp.try_send_to(packet, destination),
+        }
+    }
+
+    /// Sends one RTCP compound to `destination`, protected (SRTCP) when the leg is SRTP.
+    pub(crate) fn send_rtcp(
+        &mut self,
+        packet: &[u8],
+        destination: SocketAddr,
+    ) -> std::io::Result<usize> {
+        match self.srtp.as_mut() {
+            Some(srtp) => match srtp.protect_rtcp(packet) {
+                Ok(protected) => self.rtcp_socket().try_send_to(&protected, destination),
+                Err(e) => Err(std::io::Error::other(e)),
+            },
+            None => self.rtcp_socket().try_send_to(packet, destination),
+        }
     }
 
     pub(crate) fn rtcp_destination(&self) -> Option<SocketAddr> {

@@ -92,6 +92,7 @@ mod packet;
 mod rtcp;
 pub mod sdp;
 mod seq;
+pub mod srtp;
 
 // Runtime (tokio): ports, legs, the tick loop, encode fan-out and the test client. Owned by
 // the runtime side; runtime modules are added here.
@@ -120,7 +121,7 @@ pub use rtcp::{
 };
 pub use runtime::{
     Bridge, BridgeConfig, ConferenceHandle, ConferenceSettings, JoinRequest, Joined, LegSnapshot,
-    RuntimeError, Snapshot,
+    ReservedPorts, RuntimeError, Snapshot,
 };
 pub use seq::SequenceExtender;
 pub use stats::{ConferenceCounters, DropReason, LegStats};

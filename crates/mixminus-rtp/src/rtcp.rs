@@ -228,7 +228,7 @@ pub(crate) fn maybe_send_report(leg: &mut Leg, now: Instant, metrics: &RtcpMetri
     let Some(destination) = leg.rtcp_destination() else { return };
     let (rtp_time, peer_ssrc) = (leg.rtp_time_now(), leg.ssrc_in());
     let Some(bytes) = leg.rtcp.poll_report(now, rtp_time, peer_ssrc) else { return };
-    if let Err(error) = leg.rtcp_socket().try_send_to(&bytes, destination) {
+    if let Err(error) = leg.send_rtcp(&bytes, destination) {
         leg.on_send_error(&error);
     }
     metrics.reports_sent.increment(1);
@@ -244,7 +244,8 @@ pub(crate) fn send_bye(leg: &mut Leg, now: Instant) {
     let Some(destination) = leg.rtcp_destination() else { return };
     let (rtp_time, peer_ssrc) = (leg.rtp_time_now(), leg.ssrc_in());
     if let Some(bytes) = leg.rtcp.bye(now, rtp_time, peer_ssrc, b"conference left") {
-        let _ = leg.rtcp_socket().try_send_to(&bytes, destination);
+        // The last word: nothing to do if it cannot go.
+        let _ = leg.send_rtcp(&bytes, destination);
     }
 }
 

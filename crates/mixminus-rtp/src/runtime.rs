@@ -26,7 +26,7 @@ use crate::media::recorder::{RecordingSnapshot, RecordingSummary};
 use crate::media::state::{MediaEvent, MediaState};
 use crate::media::{MediaClip, PlaybackSnapshot, RecordingRequest};
 use crate::packet::is_one_byte_extension_id;
-use crate::ports::PortPool;
+use crate::ports::{PortPair, PortPool};
 use crate::receive::{Inbound, Port, ReaderLink, Received};
 use crate::rtcp::RtcpStats;
 use crate::stats::{ConferenceCounters, DropReason, LegStats};
@@ -197,6 +197,9 @@ pub struct JoinRequest {
     /// Admission: refused ([`RuntimeError::Full`]) when this many participants that are not
     /// ghosts are in already (ghosts are not counted and not refused).
     pub max_members: Option<usize>,
+    /// SRTP keys (SDES): the leg protects what it sends and drops what does not
+    /// authenticate. `None`: plain RTP.
+    pub srtp: Option<crate::srtp::SrtpKeys>,
 }
 
 impl JoinRequest {
@@ -210,6 +213,7 @@ impl JoinRequest {
             rtcp_mux: false,
             locked: None,
             max_members: None,
+            srtp: None,
         }
     }
 }
@@ -252,6 +256,8 @@ pub struct LegSnapshot {
     /// RTCP: reports sent and received, our last report about its stream, its last report
     /// about ours (loss, jitter, round trip).
     pub rtcp: RtcpStats,
+    /// Whether sending to it is stopped ([`ConferenceHandle::set_held`]).
+    pub held: bool,
 }
 
 /// What a conference looks like, as of its last publication.
@@ -375,6 +381,13 @@ impl Bridge {
         Ok(ConferenceHandle { commands, snapshot, events, media_events, rate })
     }
 
+    /// Takes a port pair ahead of a join, for a signalling front that must answer with its
+    /// address before the call joins (a SIP call that first collects a PIN on it). Hand it to
+    /// [`ConferenceHandle::join_reserved`]; dropping it releases the ports.
+    pub fn reserve_ports(&self) -> Result<ReservedPorts, RuntimeError> {
+        Ok(ReservedPorts(self.shared.ports.take()?))
+    }
+
     /// Port pairs bound now, across all conferences.
     pub fn ports_in_use(&self) -> usize {
         self.shared.ports.in_use()
@@ -442,6 +455,16 @@ impl ConferenceHandle {
         self.call(|reply| Command::Join(Box::new(request), reply)).await
     }
 
+    /// Adds a participant on ports taken with [`Bridge::reserve_ports`] (the leg reads the
+    /// sockets from now on). A refused join drops them, releasing the ports.
+    pub async fn join_reserved(
+        &self,
+        request: JoinRequest,
+        ports: ReservedPorts,
+    ) -> Result<Joined, RuntimeError> {
+        self.call(|reply| Command::JoinOn(Box::new(request), ports.0, reply)).await
+    }
+
     /// Removes a participant (it gets an RTCP BYE).
     pub async fn leave(&self, id: ParticipantId) -> Result<(), RuntimeError> {
         self.call(|reply| Command::Leave(id, reply)).await
@@ -500,6 +523,13 @@ impl ConferenceHandle {
         self.call(|reply| Command::Energy(id, threshold, reply)).await
     }
 
+    /// Stops (`true`) or resumes sending `id` its mix, as when a SIP peer holds the call
+    /// (SDP `sendonly` / `inactive`); its RTP clock keeps running, so the stream resumes
+    /// continuous. Returns whether it changed.
+    pub async fn set_held(&self, id: ParticipantId, held: bool) -> Result<bool, RuntimeError> {
+        self.call(|reply| Command::Hold(id, held, reply)).await
+    }
+
     /// The last published snapshot (after every command, every event, and every few ticks).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
@@ -534,8 +564,26 @@ impl ConferenceHandle {
 
 type Reply<T> = oneshot::Sender<Result<T, RuntimeError>>;
 
+/// A bound RTP/RTCP port pair taken ahead of a join ([`Bridge::reserve_ports`]).
+#[derive(Debug)]
+pub struct ReservedPorts(PortPair);
+
+impl ReservedPorts {
+    /// The RTP socket's address (RTCP is on the port above).
+    pub fn local_rtp(&self) -> SocketAddr {
+        self.0.rtp.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.0.port())))
+    }
+
+    /// The RTP socket, for whoever holds the pair until the join (to play a prompt and read
+    /// DTMF on it).
+    pub fn rtp_socket(&self) -> &tokio::net::UdpSocket {
+        &self.0.rtp
+    }
+}
+
 enum Command {
     Join(Box<JoinRequest>, Reply<Joined>),
+    JoinOn(Box<JoinRequest>, PortPair, Reply<Joined>),
     Leave(ParticipantId, Reply<()>),
     Relate {
         participants: Vec<ParticipantId>,
@@ -557,6 +605,7 @@ enum Command {
     StopPlay(Option<ParticipantId>, Reply<usize>),
     StartRecording(Box<RecordingRequest>, Reply<RecordingSnapshot>),
     StopRecording(Reply<crate::media::recorder::Finishing>),
+    Hold(ParticipantId, bool, Reply<bool>),
     Stop(Reply<()>),
 }
 
@@ -811,7 +860,11 @@ impl ConferenceTask {
     fn apply(&mut self, command: Command) {
         match command {
             Command::Join(request, reply) => {
-                let result = self.join(*request);
+                let result = self.join(*request, None);
+                self.answer(reply, result);
+            }
+            Command::JoinOn(request, ports, reply) => {
+                let result = self.join(*request, Some(ports));
                 self.answer(reply, result);
             }
             Command::Leave(id, reply) => {
@@ -877,6 +930,16 @@ impl ConferenceTask {
                     .and_then(|()| Ok(self.conference.set_output_gain(id, g)?));
                 self.answer(reply, r);
             }
+            Command::Hold(id, held, reply) => {
+                let r = self.check_public([&id]).map(|()| match self.legs.get_mut(&id) {
+                    Some(leg) if leg.held != held => {
+                        leg.held = held;
+                        true
+                    }
+                    _ => false,
+                });
+                self.answer(reply, r);
+            }
             Command::Energy(id, t, reply) => {
                 let r = self
                     .check_public([&id])
@@ -911,7 +974,11 @@ impl ConferenceTask {
         Ok(())
     }
 
-    fn join(&mut self, request: JoinRequest) -> Result<Joined, RuntimeError> {
+    fn join(
+        &mut self,
+        request: JoinRequest,
+        reserved: Option<PortPair>,
+    ) -> Result<Joined, RuntimeError> {
         let core = &self.settings.core;
         if request.codec.ptime_ms != core.frame.millis() {
             return Err(RuntimeError::InvalidRequest(
@@ -940,7 +1007,10 @@ impl ConferenceTask {
         if let Some(remote) = request.remote {
             check_remote(remote, self.bridge.ports.bind_address(), &self.bridge.config)?;
         }
-        let ports = self.bridge.ports.take()?;
+        let ports = match reserved {
+            Some(ports) => ports,
+            None => self.bridge.ports.take()?,
+        };
         // SSRCs from a per-conference xorshift: distinct per leg, unpredictable enough for
         // loop detection (not a security property).
         self.ssrc_seed ^= self.ssrc_seed << 13;
@@ -959,7 +1029,7 @@ impl ConferenceTask {
             quiet_decode_interval: self.bridge.config.quiet_decode_interval,
             rtcp_interval: self.bridge.config.rtcp_interval,
         };
-        let leg = Leg::new(
+        let mut leg = Leg::new(
             ports,
             request.codec,
             request.remote,
@@ -968,6 +1038,9 @@ impl ConferenceTask {
             Instant::now(),
             self.ssrc_seed as u32,
         )?;
+        if let Some(keys) = &request.srtp {
+            leg.use_srtp(keys)?;
+        }
         let id = self.conference.join(request.options)?;
         let mut leg = leg;
         let sockets = [(Port::Rtp, leg.ports.rtp.clone()), (Port::Rtcp, leg.ports.rtcp.clone())];
@@ -1077,7 +1150,7 @@ impl ConferenceTask {
         let listeners = conference.listener_groups().filter_map(|(id, group)| {
             // Nowhere to send yet (no remote given, nothing latched): not planned, and the
             // leg keeps its clock below.
-            let leg = legs.get(&id).filter(|leg| leg.destination().is_some())?;
+            let leg = legs.get(&id).filter(|leg| leg.destination().is_some() && !leg.held)?;
             Some((id, group, EncoderKey::of(&leg.codec, &settings)))
         });
         if let Err(error) = fanout.plan(conference, listeners) {
@@ -1097,7 +1170,7 @@ impl ConferenceTask {
                 }
             };
             leg.packetise(&payload, &mut self.send_buf);
-            match leg.ports.rtp.try_send_to(&self.send_buf, destination) {
+            match leg.send_rtp(&self.send_buf, destination) {
                 Ok(n) => {
                     leg.rtcp.on_rtp_sent(payload.len());
                     leg.stats.packets_out += 1;
@@ -1107,7 +1180,7 @@ impl ConferenceTask {
                 Err(error) => leg.on_send_error(&error),
             }
         }
-        for leg in self.legs.values_mut().filter(|leg| leg.destination().is_none()) {
+        for leg in self.legs.values_mut().filter(|leg| leg.destination().is_none() || leg.held) {
             leg.skip_frame();
         }
         self.counters.packets_out += sent;
@@ -1177,6 +1250,7 @@ impl ConferenceTask {
                     jitter: leg.jitter().stats(),
                     audio_level: leg.last_audio_level,
                     rtcp: leg.rtcp.stats().clone(),
+                    held: leg.held,
                 })
             })
             .collect();

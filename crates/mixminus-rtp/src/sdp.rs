@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::codec::{CodecKind, CodecParams, OpusFmtp};
 use crate::packet::is_one_byte_extension_id;
+use crate::srtp::{SrtpKey, SUITE};
 
 /// The RFC 6464 header extension URI.
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -30,6 +31,9 @@ pub enum SdpError {
     /// A line that does not parse; the text names it.
     #[error("malformed {0} line")]
     Malformed(&'static str),
+    /// `RTP/SAVP` without an `a=crypto` line we can use (`AES_CM_128_HMAC_SHA1_80`).
+    #[error("RTP/SAVP with no usable a=crypto (we take AES_CM_128_HMAC_SHA1_80)")]
+    NoCommonCrypto,
     /// None of the offered codecs is one we mix.
     #[error("no common codec (we take opus/48000, PCMU/8000, PCMA/8000, L16)")]
     NoCommonCodec,
@@ -47,6 +51,79 @@ pub struct AudioOffer {
     pub audio_level_ext: Option<u8>,
     /// Whether RTCP is multiplexed on the RTP port (`a=rtcp-mux`).
     pub rtcp_mux: bool,
+    /// The payload type of RFC 4733 `telephone-event` at the chosen codec's clock rate, if
+    /// offered (DTMF); the answer accepts it.
+    pub telephone_event: Option<u8>,
+    /// The offered direction (`a=sendrecv` when none is given); the answer mirrors it.
+    pub direction: Direction,
+    /// The offer is `RTP/SAVP` (SDES SRTP): its crypto tag and the key it sends with.
+    pub srtp: Option<(u32, SrtpKey)>,
+}
+
+/// An SDP media direction attribute (RFC 3264 §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Direction {
+    /// Both ways (the default).
+    #[default]
+    SendRecv,
+    /// The offerer only sends (it holds the call: it does not want our media).
+    SendOnly,
+    /// The offerer only receives.
+    RecvOnly,
+    /// Neither way (held).
+    Inactive,
+}
+
+impl Direction {
+    /// The attribute's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// The direction an answer gives to an offer with this one.
+    pub fn answered(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            other => other,
+        }
+    }
+
+    /// Whether the offerer wants to receive our media.
+    pub fn offerer_receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    fn parse(attribute: &str) -> Option<Self> {
+        Some(match attribute {
+            "sendrecv" => Direction::SendRecv,
+            "sendonly" => Direction::SendOnly,
+            "recvonly" => Direction::RecvOnly,
+            "inactive" => Direction::Inactive,
+            _ => return None,
+        })
+    }
+}
+
+/// An offer of what we take (Opus, PCMU, PCMA and `telephone-event`) on `local`, for an
+/// INVITE that came without one (the answer comes in the ACK and parses with
+/// [`AudioOffer::parse`]).
+pub fn offer(local: SocketAddr, session_id: u64, ptime_ms: u32) -> String {
+    let ip_kind = if local.is_ipv4() { "IP4" } else { "IP6" };
+    format!(
+        "v=0\r\no=mixminus {session_id} 1 IN {ip_kind} {ip}\r\ns=mixminus\r\nc=IN {ip_kind} {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 111 0 8 101\r\na=rtpmap:111 opus/48000/2\r\n\
+         a=fmtp:111 minptime=10;useinbandfec=1\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:{ptime_ms}\r\na=sendrecv\r\n",
+        ip = local.ip(),
+        port = local.port(),
+    )
 }
 
 impl AudioOffer {
@@ -64,6 +141,9 @@ impl AudioOffer {
         let mut ptime = None;
         let mut audio_level_ext = None;
         let mut rtcp_mux = false;
+        let mut direction = None;
+        let mut secure = false;
+        let mut crypto: Option<(u32, SrtpKey)> = None;
         let mut in_audio = false;
         let mut seen_audio = false;
         for line in sdp.lines().map(str::trim_end) {
@@ -80,7 +160,8 @@ impl AudioOffer {
                                 .and_then(|p| p.parse().ok())
                                 .ok_or(SdpError::Malformed("m="))?,
                         );
-                        let _proto = fields.next().ok_or(SdpError::Malformed("m="))?;
+                        let proto = fields.next().ok_or(SdpError::Malformed("m="))?;
+                        secure = proto.starts_with("RTP/SAVP");
                         for pt in fields.take(64) {
                             payload_types.push(pt.parse().map_err(|_| SdpError::Malformed("m="))?);
                         }
@@ -121,6 +202,25 @@ impl AudioOffer {
                         }
                     } else if value == "rtcp-mux" {
                         rtcp_mux = true;
+                    } else if let Some(line) = value.strip_prefix("crypto:") {
+                        // `tag suite inline:key[|…]`: the first one we can use.
+                        let mut parts = line.split_ascii_whitespace();
+                        let (tag, suite, key) = (parts.next(), parts.next(), parts.next());
+                        if crypto.is_none() && suite == Some(SUITE) {
+                            let tag = tag.and_then(|t| t.parse().ok());
+                            let key = key
+                                .and_then(|k| k.strip_prefix("inline:"))
+                                .and_then(SrtpKey::from_inline);
+                            crypto = tag.zip(key);
+                        }
+                    } else if let Some(d) = Direction::parse(value) {
+                        direction = Some(d);
+                    }
+                }
+                "a" if !seen_audio => {
+                    // A session-level direction holds unless the media section has its own.
+                    if let Some(d) = Direction::parse(value) {
+                        direction = direction.or(Some(d));
                     }
                 }
                 _ => {}
@@ -139,18 +239,51 @@ impl AudioOffer {
                 codec.opus_fmtp = OpusFmtp::parse(params);
             }
         }
-        Ok(Self { remote: SocketAddr::new(ip, port), codec, audio_level_ext, rtcp_mux })
+        let srtp = match (secure, crypto) {
+            (true, None) => return Err(SdpError::NoCommonCrypto),
+            (true, crypto) => crypto,
+            (false, _) => None,
+        };
+        let telephone_event = rtpmaps
+            .iter()
+            .find(|(pt, name, rate)| {
+                name == "telephone-event" && *rate == codec.clock_rate && payload_types.contains(pt)
+            })
+            .map(|(pt, _, _)| *pt);
+        Ok(Self {
+            remote: SocketAddr::new(ip, port),
+            codec,
+            audio_level_ext,
+            rtcp_mux,
+            telephone_event,
+            direction: direction.unwrap_or_default(),
+            srtp,
+        })
     }
 
-    /// Our answer: the chosen codec on `local`.
+    /// Our answer: the chosen codec on `local`, plain RTP.
     pub fn answer(&self, local: SocketAddr, session_id: u64) -> String {
+        self.answer_with_key(local, session_id, None)
+    }
+
+    /// Our answer; with `key` (and an `RTP/SAVP` offer) it is `RTP/SAVP` with our
+    /// `a=crypto` under the offer's tag.
+    pub fn answer_with_key(
+        &self,
+        local: SocketAddr,
+        session_id: u64,
+        key: Option<&SrtpKey>,
+    ) -> String {
+        let crypto = self.srtp.as_ref().zip(key).map(|((tag, _), key)| (*tag, key));
         let ip_kind = if local.is_ipv4() { "IP4" } else { "IP6" };
         let pt = self.codec.payload_type;
         let mut sdp = String::with_capacity(512);
         // Writing to a String cannot fail.
         let _ = write!(
             sdp,
-            "v=0\r\no=mixminus {session_id} 1 IN {ip_kind} {ip}\r\ns=mixminus\r\nc=IN {ip_kind} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/{rate}{channels}\r\na=ptime:{ptime}\r\n",
+            "v=0\r\no=mixminus {session_id} 1 IN {ip_kind} {ip}\r\ns=mixminus\r\nc=IN {ip_kind} {ip}\r\nt=0 0\r\nm=audio {port} {proto} {pt}{dtmf}\r\na=rtpmap:{pt} {name}/{rate}{channels}\r\na=ptime:{ptime}\r\n",
+            proto = if crypto.is_some() { "RTP/SAVP" } else { "RTP/AVP" },
+            dtmf = self.telephone_event.map(|pt| format!(" {pt}")).unwrap_or_default(),
             ip = local.ip(),
             port = local.port(),
             name = codec_name(self.codec.kind),
@@ -172,10 +305,20 @@ impl AudioOffer {
         if let Some(id) = self.audio_level_ext {
             let _ = write!(sdp, "a=extmap:{id} {AUDIO_LEVEL_URI}\r\n");
         }
+        if let Some(pt) = self.telephone_event {
+            let _ = write!(
+                sdp,
+                "a=rtpmap:{pt} telephone-event/{rate}\r\na=fmtp:{pt} 0-16\r\n",
+                rate = self.codec.clock_rate
+            );
+        }
         if self.rtcp_mux {
             sdp.push_str("a=rtcp-mux\r\n");
         }
-        sdp.push_str("a=sendrecv\r\n");
+        if let Some((tag, key)) = crypto {
+            let _ = write!(sdp, "a=crypto:{tag} {SUITE} inline:{}\r\n", key.to_inline());
+        }
+        let _ = write!(sdp, "a={}\r\n", self.direction.answered().as_str());
         sdp
     }
 }
@@ -266,6 +409,51 @@ mod tests {
         assert!(answer.contains("m=audio 20000 RTP/AVP 111\r\n"));
         assert!(answer.contains("a=rtpmap:111 opus/48000/2\r\n"));
         assert!(answer.contains("c=IN IP4 127.0.0.1\r\n"));
+        assert!(answer.contains("a=sendrecv\r\n"));
+        // telephone-event is offered at 8000 Hz, not at Opus's clock: not taken.
+        assert_eq!(offer.telephone_event, None);
+    }
+
+    #[test]
+    fn telephone_event_and_direction_are_answered() {
+        let sdp = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 5004 RTP/AVP 0 101\r\n\
+            a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendonly\r\n";
+        let offer = AudioOffer::parse(sdp, 20).unwrap();
+        assert_eq!(offer.telephone_event, Some(101));
+        assert_eq!(offer.direction, Direction::SendOnly);
+        let answer = offer.answer("127.0.0.1:20000".parse().unwrap(), 1);
+        assert!(answer.contains("m=audio 20000 RTP/AVP 0 101\r\n"), "{answer}");
+        assert!(answer.contains("a=rtpmap:101 telephone-event/8000\r\n"), "{answer}");
+        assert!(answer.contains("a=recvonly\r\n"), "{answer}");
+        // Our own offer parses as an offer (and as the answer an ACK would carry).
+        let ours = offer_sdp();
+        let parsed = AudioOffer::parse(&ours, 20).unwrap();
+        assert_eq!((parsed.codec.kind, parsed.telephone_event), (CodecKind::Opus, None));
+    }
+
+    #[test]
+    fn sdes_offers_are_answered_with_our_key() {
+        let key = SrtpKey::random();
+        let sdp = format!("v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 5004 RTP/SAVP 0\r\n\
+            a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:{k}\r\na=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:{k}|2^31\r\n",
+            k = key.to_inline());
+        let offer = AudioOffer::parse(&sdp, 20).unwrap();
+        assert_eq!(offer.srtp, Some((2, key)));
+        let ours = SrtpKey::random();
+        let answer = offer.answer_with_key("127.0.0.1:6000".parse().unwrap(), 1, Some(&ours));
+        assert!(answer.contains("m=audio 6000 RTP/SAVP 0\r\n"), "{answer}");
+        assert!(answer.contains(&format!(
+            "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:{}\r\n",
+            ours.to_inline()
+        )));
+        let only_32 = sdp.replace("a=crypto:2", "x=");
+        assert_eq!(AudioOffer::parse(&only_32, 20), Err(SdpError::NoCommonCrypto));
+        // Plain RTP ignores crypto lines.
+        assert_eq!(AudioOffer::parse(&sdp.replace("RTP/SAVP", "RTP/AVP"), 20).unwrap().srtp, None);
+    }
+
+    fn offer_sdp() -> String {
+        super::offer("127.0.0.1:20000".parse().unwrap(), 3, 20)
     }
 
     #[test]

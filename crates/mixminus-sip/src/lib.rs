@@ -1,0 +1,73 @@
+//! # mixminus-sip: dial in to a conference
+//!
+//! A SIP front for `mixminus serve`: a SIP phone, soft client, PBX or trunk calls a
+//! conference by its id or one of its numbers, types a PIN when the conference has PINs, and
+//! becomes a participant like any other — the same join ([`mixminus_control::join::admit`]),
+//! the same participant fields (`call_id` is the SIP Call-ID, `caller_id_name` /
+//! `caller_id_number` come from P-Asserted-Identity, else From), events, relate, mute, deaf;
+//! a kick (or the conference ending, or the leg timing out) sends BYE.
+//!
+//! ```no_run
+//! # async fn run(registry: mixminus_control::Registry) -> Result<(), mixminus_sip::SipError> {
+//! let mut config = mixminus_sip::SipConfig::default();
+//! config.listen = Some("127.0.0.1:5060".parse().unwrap());
+//! let sip = mixminus_sip::SipServer::start(registry, config).await?;
+//! println!("call sip:CONFERENCE@{}", sip.local_addr());
+//! # Ok(()) }
+//! ```
+//!
+//! ## The SIP stack
+//!
+//! Transactions, dialogs and the INVITE session come from ezk (`ezk-sip-core` and
+//! `ezk-sip-ua` 0.9, MIT, maintained, on crates.io): RFC 3261 transactions with their
+//! retransmission timers over UDP and TCP, dialogs, INVITE acceptance with the ACK wait,
+//! CANCEL (487 to the INVITE), re-INVITE, BYE both ways, and RFC 4028 session timers. The
+//! alternatives were `rsip` (a parser and message types only: transactions and dialogs
+//! would be ours to write), `rvoip-sip-core` (a parser, with its transaction and dialog
+//! crates young and pulling in a whole softphone stack) and `sip-core` (parser and
+//! dialogs, no transport). ezk is the one where we write no transaction layer.
+//!
+//! ## A call
+//!
+//! 1. INVITE, out of dialog: rate-limited per source address (token bucket; over the limit
+//!    it is dropped unanswered and counted in `mixminus_sip_invites_dropped_total`), routed by
+//!    the Request-URI's user part ([`route`]). Unknown: `404 Conference Not Found`; locked:
+//!    `403 Conference Locked`; full: `486 Conference Full`; an offer we cannot take:
+//!    `488 Not Acceptable Here`; a body that is not SDP: `415`.
+//! 2. `100 Trying`; RTP ports are reserved from the bridge's range.
+//! 3. No PIN: the call is admitted (the conference's join, with the member or moderator
+//!    join rules) before the `200 OK` carries the answer, so a refusal is still a 4xx.
+//!    With PINs: `200 OK` first, then the lobby ([`lobby`]) plays a prompt tone on the
+//!    reserved ports and reads RFC 4733 DTMF there (and SIP INFO in the dialog); the PIN's
+//!    list decides the role ([`pin`]); three wrong PINs play a goodbye tone and BYE.
+//!    The ports then become the conference leg: the media never moves.
+//! 4. In the conference: BYE from the caller removes the leg; the leg leaving (kick, RTP
+//!    inactivity, RTCP BYE, the conference ending) sends BYE; a re-INVITE is answered with
+//!    the same media, and its direction holds (`sendonly` / `inactive`: the bridge stops
+//!    sending) or resumes the call.
+//!
+//! An `RTP/SAVP` offer with an SDES `AES_CM_128_HMAC_SHA1_80` key makes the call SRTP: the
+//! answer carries our own random key, and the lobby and the leg protect and authenticate
+//! every packet ([`mixminus_rtp::srtp`]).
+//!
+//! An offerless INVITE gets our offer in the `200 OK` and joins with the answer in the ACK.
+//! OPTIONS is answered `200` (with `Allow` and `Accept`); other out-of-dialog methods `405`.
+//!
+//! Not done (see `docs/SIP.md`): digest authentication of callers, codec change on
+//! re-INVITE, TLS, other SRTP suites, and counting of messages ezk's parser drops
+//! (malformed SIP is dropped, never answered and never panics, but ezk does not tell us).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod call;
+pub mod config;
+pub mod dtmf;
+mod limit;
+pub mod lobby;
+pub mod pin;
+pub mod route;
+mod server;
+
+pub use config::SipConfig;
+pub use server::{SipError, SipServer};
