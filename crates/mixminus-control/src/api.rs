@@ -16,7 +16,7 @@
 //! | `GET` | `/conferences/{C}/events` | server-sent events |
 //! | `PUT` | `/channels/{CALL_ID}` | Kazoo's metaflow (`relate`) |
 //!
-//! and `GET /websocket` (Kazoo's blackhole event subscriptions, see [`crate::events`]) and
+//! and `GET /ui/` (the moderator page, [`crate::ui`]), `GET /websocket` (Kazoo's blackhole event subscriptions, see [`crate::events`]) and
 //! `GET /metrics` (Prometheus text; needs a valid token unless the API is open; the
 //! token may also come as `Authorization: Bearer …`, which Prometheus can send).
 //!
@@ -105,6 +105,7 @@ pub struct Api {
     metrics: Option<PrometheusHandle>,
     body_limit: usize,
     cors_origins: Vec<String>,
+    ui: bool,
 }
 
 impl Api {
@@ -117,6 +118,7 @@ impl Api {
             metrics: None,
             body_limit: DEFAULT_BODY_LIMIT,
             cors_origins: vec!["*".into()],
+            ui: true,
         }
     }
 
@@ -146,9 +148,16 @@ impl Api {
         self
     }
 
+    /// Whether the moderator page is served at `/ui/` ([`crate::ui`]; on by default).
+    pub fn ui(mut self, serve: bool) -> Self {
+        self.ui = serve;
+        self
+    }
+
     /// The axum router.
     pub fn router(self) -> Router {
         let cors = self.cors_layer();
+        let ui = self.ui;
         let state = AppState(Arc::new(self));
         let account = Router::new()
             .route("/conferences", get(list_conferences).put(create_conference))
@@ -183,7 +192,9 @@ impl Api {
             .layer(middleware::from_fn_with_state(state, front))
             .layer(NormalizePathLayer::trim_trailing_slash())
             .service(routes);
-        let app = Router::new().fallback_service(front);
+        // The page's routes come first: static files, no envelope, their own headers.
+        let app = if ui { crate::ui::router() } else { Router::new() };
+        let app = app.fallback_service(front);
         match cors {
             Some(cors) => app.layer(cors),
             None => app,
