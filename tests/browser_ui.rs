@@ -14,13 +14,11 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::browser::{last_answer, screenshot, text, wait_attr, Driver};
 use common::http::Server;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use mixminus::control::config::AccountScope;
 use mixminus::control::{Auth, Registry};
 use mixminus::rtp::client::{ToneClient, ToneClientConfig};
@@ -33,73 +31,6 @@ const CONFERENCE: &str = "browser";
 const TONES: [f32; 3] = [440.0, 700.0, 1100.0];
 /// A tone at or above this level is heard; the clients send at about −12 dBFS.
 const HEARD_DBFS: f64 = -40.0;
-
-/// chromedriver on a free loopback port, killed (by its own pid) when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-    profile: PathBuf,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-impl Driver {
-    async fn start() -> Driver {
-        let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (Debian chromium-driver; run scripts/install-deps.sh)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("chromium-profile-{}-{port}", std::process::id()));
-        Driver { child, url: format!("http://{addr}"), profile }
-    }
-
-    /// A fresh headless Chromium session (its own profile directory, no network
-    /// services: this machine's network is closed).
-    async fn browser(&self) -> Client {
-        let mut args = vec![
-            "--headless".to_owned(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-quic".into(),
-            "--no-first-run".into(),
-            "--disable-background-networking".into(),
-            "--disable-component-update".into(),
-            "--disable-sync".into(),
-            "--disable-dev-shm-usage".into(),
-            "--window-size=1280,900".into(),
-        ];
-        args.push(format!("--user-data-dir={}", self.profile.display()));
-        let mut options = json!({ "args": args });
-        if std::path::Path::new("/usr/bin/chromium").exists() {
-            options["binary"] = "/usr/bin/chromium".into();
-        }
-        let mut caps = serde_json::Map::new();
-        caps.insert("goog:chromeOptions".into(), options);
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&self.url)
-            .await
-            .expect("a Chromium session through chromedriver")
-    }
-}
 
 async fn put(server: &Server, path: &str, body: Value) -> Value {
     let r = server.call("PUT", path, Some(TOKEN), Some(body.to_string().as_bytes())).await;
@@ -141,42 +72,6 @@ async fn assert_hearing(parties: &[Party], expected: &[[u8; 3]], step: &str) {
     assert_eq!(heard, expected, "{step}: rows listener, columns tone heard");
 }
 
-async fn text(browser: &Client, id: &str) -> String {
-    browser.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
-}
-
-/// Waits until the element `id` has `attribute` = `value` (the page redraws after the
-/// API answered and the matrix was read back).
-async fn wait_attr(browser: &Client, id: &str, attribute: &str, value: &str) {
-    let mut last = None;
-    for _ in 0..100 {
-        if let Ok(element) = browser.find(Locator::Id(id)).await {
-            last = element.attr(attribute).await.ok().flatten();
-            if last.as_deref() == Some(value) {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("#{id} [{attribute}] is {last:?}, expected {value:?}");
-}
-
-async fn screenshot(browser: &Client, name: &str) {
-    let dir = std::env::var_os("MIXMINUS_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
-    std::fs::create_dir_all(&dir).unwrap();
-    let png = browser.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
-    std::fs::write(dir.join(name), png).unwrap();
-}
-
-/// The latest API answer the page shows: (HTTP status, text).
-async fn last_answer(browser: &Client) -> (String, String) {
-    let item = browser.find(Locator::Css("#answers li")).await.unwrap();
-    (item.attr("data-status").await.unwrap().unwrap_or_default(), item.text().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_click_removes_exactly_that_tone() {
     let mut config = BridgeConfig::default();
@@ -215,7 +110,7 @@ async fn matrix_click_removes_exactly_that_tone() {
     assert_hearing(&parties, &[[0, 1, 1], [1, 0, 1], [1, 1, 0]], "before").await;
 
     let driver = Driver::start().await;
-    let browser = driver.browser().await;
+    let browser = driver.browser(&[]).await;
     let page = format!("http://{}/ui/", server.addr);
     browser.goto(&page).await.unwrap();
 

@@ -14,6 +14,8 @@
 //! | `PUT` | `/conferences/{C}/participants/{P}` | `action` mute\|unmute\|deaf\|undeaf\|kick\|volume_in\|volume_out\|energy |
 //! | `GET` | `/conferences/{C}/relationships` | the matrix |
 //! | `GET` | `/conferences/{C}/events` | server-sent events |
+//! | `POST` | `/conferences/{C}/whip` | WHIP: an SDP offer in, a WebRTC participant ([`crate::whip`]) |
+//! | `DELETE` | `/conferences/{C}/whip/{P}` | ends that WHIP session |
 //! | `PUT` | `/channels/{CALL_ID}` | Kazoo's metaflow (`relate`) |
 //!
 //! and `GET /ui/` (the moderator page, [`crate::ui`]), `GET /websocket` (Kazoo's blackhole event subscriptions, see [`crate::events`]) and
@@ -49,7 +51,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use http_body_util::BodyExt;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -106,6 +108,8 @@ pub struct Api {
     body_limit: usize,
     cors_origins: Vec<String>,
     ui: bool,
+    /// The WHIP sessions, by (account, conference, participant).
+    whip: Arc<dashmap::DashMap<(String, String, u32), mixminus_rtp::webrtc::WebRtcLeg>>,
 }
 
 impl Api {
@@ -119,6 +123,7 @@ impl Api {
             body_limit: DEFAULT_BODY_LIMIT,
             cors_origins: vec!["*".into()],
             ui: true,
+            whip: Arc::default(),
         }
     }
 
@@ -179,6 +184,11 @@ impl Api {
             )
             .route("/conferences/{conference_id}/relationships", get(relationships))
             .route("/conferences/{conference_id}/events", get(crate::events::sse))
+            .route("/conferences/{conference_id}/whip", post(crate::whip::post))
+            .route(
+                "/conferences/{conference_id}/whip/{participant_id}",
+                delete(crate::whip::delete).patch(crate::whip::patch),
+            )
             .route("/channels/{call_id}", put(channel_action));
         let routes = Router::new()
             .nest("/v2/accounts/{account_id}", account)
@@ -247,6 +257,12 @@ impl AppState {
 
     pub(crate) fn node(&self) -> &str {
         &self.0.envelope.node
+    }
+
+    pub(crate) fn whip_legs(
+        &self,
+    ) -> &dashmap::DashMap<(String, String, u32), mixminus_rtp::webrtc::WebRtcLeg> {
+        &self.0.whip
     }
 }
 
@@ -827,18 +843,7 @@ fn summarise(ids: &[ParticipantId]) -> String {
 
 async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> ApiResult {
     let body = JoinBody::parse(data)?;
-    let doc = entry.doc();
-    // The lock and the member limit are decided by the conference task itself, when it
-    // admits the join (atomically with every other join); the account's participant quota
-    // is counted here.
-    let quota = state.0.registry.quotas().participants_per_account;
-    if !body.ghost && state.0.registry.account_participants(entry.account_id()) >= quota {
-        return Err(ApiError::Conflict {
-            field: "participants".into(),
-            rule: "participants_per_account",
-            message: format!("this account may have at most {quota} participants at once"),
-        });
-    }
+    let admission = admit(state, entry, body.mute, body.deaf, body.moderator, body.ghost)?;
     // Held until the call's metadata is recorded: a second join of the same call waits
     // for no one and is refused.
     let _claim = match &body.call_id {
@@ -849,16 +854,7 @@ async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> A
         })?),
         None => None,
     };
-    let rules = if body.moderator { &doc.moderator } else { &doc.member };
-    let options = JoinOptions {
-        muted: Some(body.mute || rules.join_muted),
-        deaf: Some(body.deaf || rules.join_deaf),
-        moderator: body.moderator,
-        ghost: body.ghost,
-        energy_threshold: entry.conference_energy(),
-        ..Default::default()
-    };
-    let frame_ms = doc.profile.interval.millis();
+    let frame_ms = entry.doc().profile.interval.millis();
     let (codec, remote, offer, level_ext) = match &body.media {
         Media::Rtp { remote, codec, audio_level_ext } => {
             (codec_params(codec), *remote, None, *audio_level_ext)
@@ -869,11 +865,8 @@ async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> A
             (offer.codec, Some(offer.remote), Some(offer), None)
         }
     };
-    let mut request = JoinRequest::new(codec, remote);
-    request.options = options;
+    let mut request = admission.request(codec, remote);
     request.audio_level_ext = level_ext;
-    request.locked = Some(entry.lock_flag());
-    request.max_members = doc.member_limit();
     if let Some(offer) = &offer {
         // Only what the answer echoes back is honoured, so the two never disagree.
         request.audio_level_ext = offer.audio_level_ext;
@@ -911,6 +904,61 @@ async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> A
         }
     }
     Ok(Reply::ok(object).revision(entry))
+}
+
+/// A join the account's participant quota lets in, with its flags from the conference's
+/// member or moderator rules: every way in (RTP, SDP, WHIP) asks this. The lock and the
+/// member limit go with the request: the conference task decides them when it admits the
+/// join, atomically with every other join.
+pub(crate) struct Admission {
+    options: JoinOptions,
+    locked: Arc<std::sync::atomic::AtomicBool>,
+    max_members: Option<usize>,
+}
+
+impl Admission {
+    /// The join request for a leg with `codec`, sending to `remote`.
+    pub(crate) fn request(
+        self,
+        codec: mixminus_rtp::CodecParams,
+        remote: Option<std::net::SocketAddr>,
+    ) -> JoinRequest {
+        let mut request = JoinRequest::new(codec, remote);
+        request.options = self.options;
+        request.locked = Some(self.locked);
+        request.max_members = self.max_members;
+        request
+    }
+}
+
+/// Checks the account's participant quota and builds the [`Admission`].
+pub(crate) fn admit(
+    state: &AppState,
+    entry: &ConferenceEntry,
+    mute: bool,
+    deaf: bool,
+    moderator: bool,
+    ghost: bool,
+) -> Result<Admission, ApiError> {
+    let quota = state.0.registry.quotas().participants_per_account;
+    if !ghost && state.0.registry.account_participants(entry.account_id()) >= quota {
+        return Err(ApiError::Conflict {
+            field: "participants".into(),
+            rule: "participants_per_account",
+            message: format!("this account may have at most {quota} participants at once"),
+        });
+    }
+    let doc = entry.doc();
+    let rules = if moderator { &doc.moderator } else { &doc.member };
+    let options = JoinOptions {
+        muted: Some(mute || rules.join_muted),
+        deaf: Some(deaf || rules.join_deaf),
+        moderator,
+        ghost,
+        energy_threshold: entry.conference_energy(),
+        ..Default::default()
+    };
+    Ok(Admission { options, locked: entry.lock_flag(), max_members: doc.member_limit() })
 }
 
 async fn relationships(

@@ -13,6 +13,7 @@
 //! - [`doc`], [`relate`], [`join`]: request bodies parsed into typed values;
 //! - [`envelope`], [`error`]: Kazoo's response and error envelopes;
 //! - [`auth`]: tokens; [`config`]: the server's TOML configuration;
+//! - [`whip`]: browsers join through WHIP (an SDP offer in, a WebRTC participant);
 //! - [`ui`]: the moderator page at `/ui/` (conferences, participants, the matrix as a grid).
 //!
 //! ## Embedding
@@ -55,6 +56,7 @@ pub mod request;
 pub mod schema;
 pub mod server;
 pub mod ui;
+pub mod whip;
 
 pub use api::Api;
 pub use auth::Auth;

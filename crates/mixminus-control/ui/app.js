@@ -192,6 +192,7 @@ function openConference(id) {
 }
 
 function closeConference() {
+  if (webrtc.pc) leaveBrowser();
   if (state.stream) state.stream.abort();
   if (state.poll) clearInterval(state.poll);
   state.stream = null;
@@ -442,6 +443,142 @@ async function cycle(o, s, cell) {
   await refresh(true);
 }
 
+// ---- join from this browser (WHIP) -------------------------------------------------------
+
+const webrtc = { pc: null, stream: null, location: null, context: null, analyser: null, timer: null };
+
+/// Waits until the offer has all its candidates (the bridge takes no trickle ICE), at most 3 s.
+function gathered(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === 'complete') resolve(); };
+    pc.addEventListener('icegatheringstatechange', done);
+    setTimeout(resolve, 3000);
+  });
+}
+
+async function joinFromBrowser() {
+  const id = state.conference;
+  const status = $('join-status');
+  $('join-browser').disabled = true;
+  try {
+    const raw = $('join-raw').checked;
+    webrtc.stream = await navigator.mediaDevices.getUserMedia({
+      audio: raw ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false } : true,
+    });
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    webrtc.pc = pc;
+    for (const track of webrtc.stream.getAudioTracks()) pc.addTransceiver(track, { direction: 'sendrecv' });
+    pc.addEventListener('track', (e) => hearMix(e.streams[0] || new MediaStream([e.track])));
+    pc.addEventListener('connectionstatechange', () => {
+      status.textContent = `connection ${pc.connectionState}`;
+      status.dataset.state = pc.connectionState;
+    });
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    const name = $('join-name').value.trim();
+    const query = name ? `?name=${encodeURIComponent(name)}` : '';
+    const response = await fetch(accountPath(`/conferences/${id}/whip${query}`), {
+      method: 'POST', body: pc.localDescription.sdp, cache: 'no-store', credentials: 'omit',
+      headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${state.token}` },
+    });
+    const text = await response.text();
+    if (response.status !== 201) {
+      let message = text;
+      try { message = JSON.parse(text).message || text; } catch (_) { /* SDP or plain text */ }
+      throw new Error(`WHIP ${response.status}: ${message}`);
+    }
+    webrtc.location = response.headers.get('Location');
+    const participant = response.headers.get('X-Participant-Id');
+    $('browser-join').dataset.participant = participant || '';
+    logAnswer(`WHIP join${participant ? ` as ${participant}` : ''}`, { status: 201, ok: true, json: { data: webrtc.location } });
+    await pc.setRemoteDescription({ type: 'answer', sdp: text });
+    $('leave-browser').hidden = false;
+    $('join-browser').hidden = true;
+  } catch (e) {
+    status.textContent = String(e.message || e);
+    status.dataset.state = 'failed';
+    leaveBrowser(false);
+  } finally {
+    $('join-browser').disabled = false;
+  }
+}
+
+async function leaveBrowser(tellServer = true) {
+  if (tellServer && webrtc.location) {
+    const response = await fetch(webrtc.location, {
+      method: 'DELETE', cache: 'no-store', credentials: 'omit',
+      headers: { Authorization: `Bearer ${state.token}` },
+    });
+    logAnswer('WHIP leave', { status: response.status, ok: response.ok, json: { data: null } });
+  }
+  if (webrtc.pc) webrtc.pc.close();
+  if (webrtc.stream) for (const t of webrtc.stream.getTracks()) t.stop();
+  if (webrtc.timer) clearInterval(webrtc.timer);
+  if (webrtc.context) webrtc.context.close();
+  Object.assign(webrtc, { pc: null, stream: null, location: null, context: null, analyser: null, timer: null });
+  $('browser-join').dataset.participant = '';
+  $('remote-audio').srcObject = null;
+  $('leave-browser').hidden = true;
+  $('join-browser').hidden = false;
+}
+
+/// Plays the mix this browser gets back and analyses it (WebAudio): the strongest
+/// frequencies are shown, and `window.mixminus.levels([Hz…])` reads levels for tests.
+function hearMix(stream) {
+  // Chrome feeds a remote stream to WebAudio only while a media element plays it.
+  $('remote-audio').srcObject = stream;
+  const context = new AudioContext();
+  context.resume();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 8192;
+  analyser.smoothingTimeConstant = 0.5;
+  context.createMediaStreamSource(stream).connect(analyser);
+  Object.assign(webrtc, { context, analyser });
+  webrtc.timer = setInterval(() => {
+    const peaks = spectrumPeaks(4);
+    $('browser-hearing').textContent = peaks.length
+      ? `This browser hears: ${peaks.map((p) => `${p.hz.toFixed(0)} Hz ${p.db.toFixed(0)} dB`).join(', ')}`
+      : 'This browser hears silence.';
+  }, 500);
+}
+
+function spectrum() {
+  const a = webrtc.analyser;
+  if (!a) return null;
+  const bins = new Float32Array(a.frequencyBinCount);
+  a.getFloatFrequencyData(bins);
+  return { bins, hzPerBin: webrtc.context.sampleRate / a.fftSize };
+}
+
+/// The level (dB, the analyser's scale) at each frequency: the strongest bin within ±15 Hz.
+function levels(freqs) {
+  const s = spectrum();
+  if (!s) return null;
+  return freqs.map((f) => {
+    const lo = Math.max(0, Math.floor((f - 15) / s.hzPerBin));
+    const hi = Math.min(s.bins.length - 1, Math.ceil((f + 15) / s.hzPerBin));
+    let best = -Infinity;
+    for (let i = lo; i <= hi; i++) best = Math.max(best, s.bins[i]);
+    return Number.isFinite(best) ? best : -200;
+  });
+}
+
+function spectrumPeaks(n) {
+  const s = spectrum();
+  if (!s) return [];
+  const peaks = [];
+  for (let i = 2; i < s.bins.length - 2; i++) {
+    const v = s.bins[i];
+    if (v > -70 && v >= s.bins[i - 1] && v >= s.bins[i + 1] && v >= s.bins[i - 2] && v >= s.bins[i + 2]) {
+      peaks.push({ hz: i * s.hzPerBin, db: v });
+    }
+  }
+  return peaks.sort((a, b) => b.db - a.db).slice(0, n);
+}
+
+window.mixminus = { levels };
+
 // ---- start -----------------------------------------------------------------------------
 
 // A policy violation is a bug in this page: keep a trace where a test can read it.
@@ -454,6 +591,8 @@ document.addEventListener('DOMContentLoaded', () => {
   $('signin-form').addEventListener('submit', signIn);
   $('create-form').addEventListener('submit', createConference);
   $('sign-out').addEventListener('click', () => signOut());
+  $('join-browser').addEventListener('click', joinFromBrowser);
+  $('leave-browser').addEventListener('click', () => leaveBrowser());
   window.addEventListener('hashchange', route);
   route();
 });
