@@ -5,11 +5,14 @@
 # the `mixminus` GStreamer element (crates/gst-mixminus), and for the quality smoke test
 # (tests/quality_smoke.rs) espeak-ng plus Python's numpy and pesq (PyPI; pesq builds from
 # source: a C compiler and Python headers, about a minute), and for the browser test
-# (tests/browser_ui.rs) Debian's chromium and chromium-driver. Uses sudo when not root.
+# (tests/browser_ui.rs, tests/browser_webrtc.rs) Debian's chromium and chromium-driver, and
+# OpenSSL's development files for the WebRTC legs' DTLS. Uses sudo when not root.
 set -euo pipefail
 
 need=()
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev pkg-config cmake)
+# WebRTC legs (str0m): DTLS-SRTP through the system OpenSSL.
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev pkg-config)
 command -v c++ >/dev/null || need+=(g++)   # libFuzzer's C++ sources, for fuzz/
 command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
 gst-inspect-1.0 opusenc >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-base)

@@ -252,3 +252,49 @@ async fn two_browsers_and_a_phone_through_the_matrix() {
     phone.stop();
     registry.stop_all().await;
 }
+
+/// What the WHIP endpoint refuses, and how (no browser needed).
+#[tokio::test]
+async fn whip_refusals() {
+    let mut config = BridgeConfig::default();
+    config.rtp_ports = (11_800, 11_819);
+    let registry = Registry::new(Bridge::new(config).unwrap(), 4);
+    let auth = Auth::default().with_token(TOKEN, AccountScope::All);
+    let server = Server::start(registry.clone(), auth, 64 * 1024).await;
+    put(&server, &format!("/v2/accounts/{ACCOUNT}/conferences"), json!({"data": {"id": "c1"}}))
+        .await;
+    let post = |path: &str, auth: Option<&str>, kind: &str, body: &str| {
+        let mut head = format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: {kind}\r\n");
+        if let Some(token) = auth {
+            head.push_str(&format!("authorization: Bearer {token}\r\n"));
+        }
+        format!("{head}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+    };
+    let whip = format!("/v2/accounts/{ACCOUNT}/conferences/c1/whip");
+    let r = server.raw(post(&whip, None, "application/sdp", "v=0\r\n").as_bytes()).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    let r = server.raw(post(&whip, Some(TOKEN), "application/json", "{}").as_bytes()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.json["data"]["content-type"].is_object(), "{}", r.text);
+    let r = server.raw(post(&whip, Some(TOKEN), "application/sdp", "not sdp").as_bytes()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.json["data"]["sdp"].is_object(), "{}", r.text);
+    let other = format!("/v2/accounts/{ACCOUNT}/conferences/nope/whip");
+    let r = server.raw(post(&other, Some(TOKEN), "application/sdp", "v=0\r\n").as_bytes()).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    // Nothing joined on the way.
+    let list = server
+        .call(
+            "GET",
+            &format!("/v2/accounts/{ACCOUNT}/conferences/c1/participants"),
+            Some(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(list.json["data"], json!([]));
+    let r = server.call("DELETE", &format!("{whip}/7"), Some(TOKEN), None).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = server.call("PATCH", &format!("{whip}/7"), Some(TOKEN), Some(b"{}")).await;
+    assert_eq!(r.status, 405, "{}", r.text);
+    registry.stop_all().await;
+}
