@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::browser::{last_answer, screenshot, text, wait_attr, Driver};
 use common::http::Server;
-use fantoccini::{Client, Locator};
+use fantoccini::Locator;
 use mixminus::control::config::AccountScope;
 use mixminus::control::{Auth, Registry};
 use mixminus::rtp::client::{ToneClient, ToneClientConfig};

@@ -21,6 +21,7 @@ const state = {
   relationships: [], // the last matrix read
   rosterKey: '', // what the participant rows were built from
   matrixKey: '', // what the matrix was built from
+  shown: {}, // the level each meter shows, dB
   stream: null, // AbortController of the event stream
   poll: null, // interval id
 };
@@ -319,7 +320,10 @@ function render() {
     const talking = row.querySelector('.talking');
     talking.classList.toggle('on', !!vars.talking);
     talking.textContent = vars.talking ? 'talking' : '—';
-    const db = levelDb(vars.current_energy);
+    // The energy is one frame's, 0 for a frame that was late: the meter falls back by
+    // at most 6 dB a read, so a single missing frame does not blank it.
+    const db = Math.max(levelDb(vars.current_energy), (state.shown[p.participant_id] ?? -90) - 6);
+    state.shown[p.participant_id] = db;
     const meter = row.querySelector('meter');
     meter.value = db + 90;
     meter.title = `${db.toFixed(0)} dBFS (mean |sample| ${vars.current_energy})`;

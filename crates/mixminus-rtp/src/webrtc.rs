@@ -139,6 +139,7 @@ impl WebRtcLeg {
             ssrc: rand::random(),
             started: now,
             connected: false,
+            out: Vec::with_capacity(crate::packet::MAX_RTP_DATAGRAM),
         };
         let task = tokio::spawn(front.run(stopped));
         tracing::info!(participant = %joined.id, %local, "webrtc leg accepted");
@@ -192,6 +193,8 @@ struct Front {
     ssrc: u32,
     started: Instant,
     connected: bool,
+    /// The datagram being written to the bridge.
+    out: Vec<u8>,
 }
 
 /// Why the loop ended.
@@ -250,7 +253,7 @@ impl Front {
                 }
                 received = self.inner.recv(&mut from_bridge) => {
                     let Ok(n) = received else { continue };
-                    self.to_browser(&from_bridge[..n]);
+                    self.forward_to_browser(&from_bridge[..n]);
                 }
                 _ = presence.tick() => {
                     let here = self.conference.snapshot().participants.iter().any(|l| l.info.id == self.id);
@@ -280,11 +283,9 @@ impl Front {
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         return Err(End::BrowserGone)
                     }
-                    Event::MediaData(data) => {
-                        if data.params.spec().codec == Codec::Opus {
-                            self.pt.get_or_insert(data.pt);
-                            self.to_bridge(&data);
-                        }
+                    Event::MediaData(data) if data.params.spec().codec == Codec::Opus => {
+                        self.pt.get_or_insert(data.pt);
+                        self.forward_to_bridge(&data);
                     }
                     _ => {}
                 },
@@ -294,7 +295,7 @@ impl Front {
     }
 
     /// The browser's Opus frame as plain RTP to the conference's leg, with its level.
-    fn to_bridge(&mut self, data: &str0m::media::MediaData) {
+    fn forward_to_bridge(&mut self, data: &str0m::media::MediaData) {
         let header = RtpHeader {
             payload_type: INNER_OPUS_PT,
             marker: data.audio_start_of_talk_spurt,
@@ -310,18 +311,20 @@ impl Front {
             level_dbov: data.ext_vals.audio_level.map_or(0, |l| l.unsigned_abs()),
             voice: data.ext_vals.voice_activity.unwrap_or(true),
         };
-        let mut datagram = Vec::with_capacity(20 + data.data.len());
+        // One buffer for every packet: the copy to the bridge allocates nothing. (str0m
+        // itself hands each frame over in its own `Arc<[u8]>`, and takes one to send.)
+        self.out.clear();
         // The id is a constant in 1..=14, so this cannot fail.
-        if write_rtp_header_with_audio_level(&mut datagram, &header, INNER_AUDIO_LEVEL_EXT, level)
+        if write_rtp_header_with_audio_level(&mut self.out, &header, INNER_AUDIO_LEVEL_EXT, level)
             .is_ok()
         {
-            datagram.extend_from_slice(&data.data);
-            let _ = self.inner.try_send(&datagram);
+            self.out.extend_from_slice(&data.data);
+            let _ = self.inner.try_send(&self.out);
         }
     }
 
     /// The participant's mix (Opus RTP from its leg) onto the PeerConnection.
-    fn to_browser(&mut self, datagram: &[u8]) {
+    fn forward_to_browser(&mut self, datagram: &[u8]) {
         // RTCP from the leg is not for the browser: str0m reports on the PeerConnection.
         if is_rtcp(datagram) {
             return;
