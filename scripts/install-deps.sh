@@ -4,12 +4,16 @@
 # the end-to-end tests that use it as a real RTP client, GStreamer's development files for
 # the `mixminus` GStreamer element (crates/gst-mixminus), and for the quality smoke test
 # (tests/quality_smoke.rs) espeak-ng plus Python's numpy and pesq (PyPI; pesq builds from
-# source: a C compiler and Python headers, about a minute), baresip for the SIP tests.
-# Uses sudo when not root.
+# source: a C compiler and Python headers, about a minute), baresip for the SIP tests, and
+# for the browser tests (tests/browser_ui.rs, tests/browser_webrtc.rs) Debian's chromium and
+# chromium-driver, and OpenSSL's development files for the WebRTC legs' DTLS. Uses sudo
+# when not root.
 set -euo pipefail
 
 need=()
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev pkg-config cmake)
+# WebRTC legs (str0m): DTLS-SRTP through the system OpenSSL.
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev pkg-config)
 command -v c++ >/dev/null || need+=(g++)   # libFuzzer's C++ sources, for fuzz/
 command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
 gst-inspect-1.0 opusenc >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-base)
@@ -26,6 +30,9 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 # modules they load (aufile, sndfile, g711, srtp, ctrl_tcp, menu, aubridge).
 [ -f /usr/lib/baresip/modules/aufile.so ] && command -v baresip >/dev/null \
   || need+=(baresip-core)
+# tests/browser_ui.rs: the moderator page in headless Chromium, driven through chromedriver.
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 pesq_ok() { python3 -c "import numpy, pesq" 2>/dev/null; }
 if ! pesq_ok; then
   command -v python3 >/dev/null || need+=(python3)

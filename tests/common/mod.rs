@@ -8,6 +8,7 @@
 #![allow(dead_code)] // Each test binary uses a different part.
 
 pub mod baresip;
+pub mod browser;
 pub mod http;
 pub mod leak;
 pub mod netem;

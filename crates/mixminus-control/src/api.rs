@@ -16,9 +16,11 @@
 //! | `GET` / `DELETE` | `/recordings`, `/recordings/{R}` | recordings (the file with `Accept: audio/*`) |
 //! | `GET` | `/conferences/{C}/relationships` | the matrix |
 //! | `GET` | `/conferences/{C}/events` | server-sent events |
+//! | `POST` | `/conferences/{C}/whip` | WHIP: an SDP offer in, a WebRTC participant ([`crate::whip`]) |
+//! | `DELETE` | `/conferences/{C}/whip/{P}` | ends that WHIP session |
 //! | `PUT` | `/channels/{CALL_ID}` | Kazoo's metaflow (`relate`) |
 //!
-//! and `GET /websocket` (Kazoo's blackhole event subscriptions, see [`crate::events`]) and
+//! and `GET /ui/` (the moderator page, [`crate::ui`]), `GET /websocket` (Kazoo's blackhole event subscriptions, see [`crate::events`]) and
 //! `GET /metrics` (Prometheus text; needs a valid token unless the API is open; the
 //! token may also come as `Authorization: Bearer …`, which Prometheus can send).
 //!
@@ -51,7 +53,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use http_body_util::BodyExt;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -107,6 +109,9 @@ pub struct Api {
     body_limit: usize,
     cors_origins: Vec<String>,
     media: Arc<crate::media::MediaSettings>,
+    ui: bool,
+    /// The WHIP sessions, by (account, conference, participant).
+    whip: Arc<dashmap::DashMap<(String, String, u32), mixminus_rtp::webrtc::WebRtcLeg>>,
 }
 
 impl Api {
@@ -120,6 +125,8 @@ impl Api {
             body_limit: DEFAULT_BODY_LIMIT,
             cors_origins: vec!["*".into()],
             media: Arc::default(),
+            ui: true,
+            whip: Arc::default(),
         }
     }
 
@@ -156,9 +163,16 @@ impl Api {
         self
     }
 
+    /// Whether the moderator page is served at `/ui/` ([`crate::ui`]; on by default).
+    pub fn ui(mut self, serve: bool) -> Self {
+        self.ui = serve;
+        self
+    }
+
     /// The axum router.
     pub fn router(self) -> Router {
         let cors = self.cors_layer();
+        let ui = self.ui;
         let state = AppState(Arc::new(self));
         let account = Router::new()
             .route("/conferences", get(list_conferences).put(create_conference))
@@ -189,6 +203,11 @@ impl Api {
                 get(crate::media::get_recording).delete(crate::media::delete_recording),
             )
             .route("/conferences/{conference_id}/events", get(crate::events::sse))
+            .route("/conferences/{conference_id}/whip", post(crate::whip::post))
+            .route(
+                "/conferences/{conference_id}/whip/{participant_id}",
+                delete(crate::whip::delete).patch(crate::whip::patch),
+            )
             .route("/channels/{call_id}", put(channel_action));
         let routes = Router::new()
             .nest("/v2/accounts/{account_id}", account)
@@ -202,7 +221,9 @@ impl Api {
             .layer(middleware::from_fn_with_state(state, front))
             .layer(NormalizePathLayer::trim_trailing_slash())
             .service(routes);
-        let app = Router::new().fallback_service(front);
+        // The page's routes come first: static files, no envelope, their own headers.
+        let app = if ui { crate::ui::router() } else { Router::new() };
+        let app = app.fallback_service(front);
         match cors {
             Some(cors) => app.layer(cors),
             None => app,
@@ -259,6 +280,12 @@ impl AppState {
 
     pub(crate) fn media(&self) -> &crate::media::MediaSettings {
         &self.0.media
+    }
+
+    pub(crate) fn whip_legs(
+        &self,
+    ) -> &dashmap::DashMap<(String, String, u32), mixminus_rtp::webrtc::WebRtcLeg> {
+        &self.0.whip
     }
 }
 

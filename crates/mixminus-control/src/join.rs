@@ -55,17 +55,6 @@ pub async fn admit(
     ports: Option<ReservedPorts>,
 ) -> Result<Admitted, ApiError> {
     let doc = entry.doc();
-    // The lock and the member limit are decided by the conference task itself, when it
-    // admits the join (atomically with every other join); the account's participant quota
-    // is counted here.
-    let quota = registry.quotas().participants_per_account;
-    if !body.ghost && registry.account_participants(entry.account_id()) >= quota {
-        return Err(ApiError::Conflict {
-            field: "participants".into(),
-            rule: "participants_per_account",
-            message: format!("this account may have at most {quota} participants at once"),
-        });
-    }
     // Held until the call's metadata is recorded: a second join of the same call waits
     // for no one and is refused.
     let _claim = match &body.call_id {
@@ -75,15 +64,6 @@ pub async fn admit(
             message: format!("call {call_id} is already in the conference"),
         })?),
         None => None,
-    };
-    let rules = if body.moderator { &doc.moderator } else { &doc.member };
-    let options = JoinOptions {
-        muted: Some(body.mute || rules.join_muted),
-        deaf: Some(body.deaf || rules.join_deaf),
-        moderator: body.moderator,
-        ghost: body.ghost,
-        energy_threshold: entry.conference_energy(),
-        ..Default::default()
     };
     let frame_ms = doc.profile.interval.millis();
     let (codec, remote, offer, level_ext) = match &body.media {
@@ -96,11 +76,10 @@ pub async fn admit(
             (offer.codec, Some(offer.remote), Some(offer), None)
         }
     };
-    let mut request = JoinRequest::new(codec, remote);
-    request.options = options;
+    let flags =
+        JoinFlags { mute: body.mute, deaf: body.deaf, moderator: body.moderator, ghost: body.ghost };
+    let mut request = admission(registry, entry, flags, codec, remote)?;
     request.audio_level_ext = level_ext;
-    request.locked = Some(entry.lock_flag());
-    request.max_members = doc.member_limit();
     if let Some(offer) = &offer {
         // Only what the answer echoes back is honoured, so the two never disagree.
         request.audio_level_ext = offer.audio_level_ext;
@@ -124,6 +103,50 @@ pub async fn admit(
         .with_custom_channel_vars(body.custom_channel_vars.clone()),
     );
     Ok(Admitted { joined, offer, call_id })
+}
+
+/// A participant's own join flags; the document's join rules add to them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct JoinFlags {
+    pub(crate) mute: bool,
+    pub(crate) deaf: bool,
+    pub(crate) moderator: bool,
+    pub(crate) ghost: bool,
+}
+
+/// The join request every front builds (RTP, SDP, SIP, WHIP): refused past the account's
+/// participant quota; its flags from `flags` and the conference's `member` or `moderator`
+/// rules. The lock and the member limit go with the request: the conference task decides
+/// them when it admits the join, atomically with every other join.
+pub(crate) fn admission(
+    registry: &Registry,
+    entry: &ConferenceEntry,
+    flags: JoinFlags,
+    codec: mixminus_rtp::CodecParams,
+    remote: Option<SocketAddr>,
+) -> Result<JoinRequest, ApiError> {
+    let quota = registry.quotas().participants_per_account;
+    if !flags.ghost && registry.account_participants(entry.account_id()) >= quota {
+        return Err(ApiError::Conflict {
+            field: "participants".into(),
+            rule: "participants_per_account",
+            message: format!("this account may have at most {quota} participants at once"),
+        });
+    }
+    let doc = entry.doc();
+    let rules = if flags.moderator { &doc.moderator } else { &doc.member };
+    let mut request = JoinRequest::new(codec, remote);
+    request.options = JoinOptions {
+        muted: Some(flags.mute || rules.join_muted),
+        deaf: Some(flags.deaf || rules.join_deaf),
+        moderator: flags.moderator,
+        ghost: flags.ghost,
+        energy_threshold: entry.conference_energy(),
+        ..Default::default()
+    };
+    request.locked = Some(entry.lock_flag());
+    request.max_members = doc.member_limit();
+    Ok(request)
 }
 
 /// Kazoo's participant flags.

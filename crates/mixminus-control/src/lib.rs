@@ -12,7 +12,9 @@
 //! - [`schema`]: Kazoo's JSON schemas, run on request bodies (with `fix_js_types`);
 //! - [`doc`], [`relate`], [`join`]: request bodies parsed into typed values;
 //! - [`envelope`], [`error`]: Kazoo's response and error envelopes;
-//! - [`auth`]: tokens; [`config`]: the server's TOML configuration.
+//! - [`auth`]: tokens; [`config`]: the server's TOML configuration;
+//! - [`whip`]: browsers join through WHIP (an SDP offer in, a WebRTC participant);
+//! - [`ui`]: the moderator page at `/ui/` (conferences, participants, the matrix as a grid).
 //!
 //! ## Embedding
 //!
@@ -54,6 +56,8 @@ pub mod relate;
 pub mod request;
 pub mod schema;
 pub mod server;
+pub mod ui;
+pub mod whip;
 
 pub use api::Api;
 pub use auth::Auth;

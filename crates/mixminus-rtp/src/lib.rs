@@ -105,6 +105,7 @@ mod receive;
 mod runtime;
 mod stats;
 mod tone;
+pub mod webrtc;
 
 pub use codec::{
     new_decoder, new_encoder, AudioDecoder, AudioEncoder, CodecError, CodecKind, CodecParams,
