@@ -4,7 +4,8 @@
 # the end-to-end tests that use it as a real RTP client, GStreamer's development files for
 # the `mixminus` GStreamer element (crates/gst-mixminus), and for the quality smoke test
 # (tests/quality_smoke.rs) espeak-ng plus Python's numpy and pesq (PyPI; pesq builds from
-# source: a C compiler and Python headers, about a minute). Uses sudo when not root.
+# source: a C compiler and Python headers, about a minute), and nats-server for the fleet
+# tests (tests/fleet_nats.rs; Debian installs it in /usr/sbin). Uses sudo when not root.
 set -euo pipefail
 
 need=()
@@ -21,6 +22,7 @@ pkg-config --exists gstreamer-audio-1.0 gstreamer-app-1.0 2>/dev/null \
   || need+=(libgstreamer-plugins-base1.0-dev)
 gst-inspect-1.0 wavenc >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 pesq_ok() { python3 -c "import numpy, pesq" 2>/dev/null; }
 if ! pesq_ok; then
   command -v python3 >/dev/null || need+=(python3)

@@ -55,6 +55,14 @@ struct ServeArgs {
     /// frame) [default: the config file's, else 1].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
     quiet_decode_interval: Option<u32>,
+    /// Join a fleet through this NATS server (`nats://host:port`, JetStream on); see
+    /// docs/FLEET.md [default: the config's `[fleet] nats`, else no fleet].
+    #[arg(long)]
+    nats: Option<String>,
+    /// This server's node name: `node` in every response, and its name in the fleet
+    /// [default: the config's `node`].
+    #[arg(long)]
+    node: Option<String>,
 }
 
 /// `mixminus demo`.

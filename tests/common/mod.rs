@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod fleet;
 pub mod http;
 pub mod leak;
 pub mod netem;

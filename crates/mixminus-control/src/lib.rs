@@ -12,7 +12,8 @@
 //! - [`schema`]: Kazoo's JSON schemas, run on request bodies (with `fix_js_types`);
 //! - [`doc`], [`relate`], [`join`]: request bodies parsed into typed values;
 //! - [`envelope`], [`error`]: Kazoo's response and error envelopes;
-//! - [`auth`]: tokens; [`config`]: the server's TOML configuration.
+//! - [`auth`]: tokens; [`config`]: the server's TOML configuration;
+//! - [`fleet`]: several servers answering as one (placement, forwarding, failover).
 //!
 //! ## Embedding
 //!
@@ -46,6 +47,7 @@ pub mod envelope;
 pub mod error;
 pub mod events;
 mod fields;
+pub mod fleet;
 pub mod join;
 pub mod listing;
 pub mod registry;

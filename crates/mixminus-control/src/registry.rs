@@ -297,6 +297,11 @@ impl Registry {
         all
     }
 
+    /// Every conference, all accounts.
+    pub fn all(&self) -> Vec<Arc<ConferenceEntry>> {
+        self.inner.conferences.iter().map(|e| e.value().clone()).collect()
+    }
+
     /// Ends a conference: every participant gets an RTCP BYE, every port is released.
     pub async fn remove(&self, account: &str, id: &str) -> Result<Arc<ConferenceEntry>, ApiError> {
         let (_, entry) = self
