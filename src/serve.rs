@@ -122,6 +122,10 @@ async fn serve(config: Config, auth: Auth, audio_level_ext: Option<u8>) -> anyho
     let stopping = registry.clone();
     let shutdown = async move {
         shutdown_signal().await;
+        if let Some(cluster) = &cluster {
+            // Our conferences keep their records: the other nodes take them over.
+            cluster.stop();
+        }
         tracing::info!("shutting down: ending every conference");
         // Ending the conferences sends every participant an RTCP BYE and closes the event
         // streams, so the server can drain (for at most `HttpLimits::drain`).

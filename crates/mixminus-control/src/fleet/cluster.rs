@@ -58,6 +58,9 @@ struct Inner {
     owned: DashMap<(String, String), Arc<Owned>>,
     /// Whether the records a previous process of this node left have been taken back.
     adopted: std::sync::atomic::AtomicBool,
+    /// The server is shutting down: its conferences end here but keep their records, so
+    /// the others take them over.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// A conference this node owns: the revision it last wrote, and what a move left waiting.
@@ -110,6 +113,7 @@ impl Cluster {
                 registry,
                 owned: DashMap::new(),
                 adopted: std::sync::atomic::AtomicBool::new(false),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -155,6 +159,12 @@ impl Cluster {
             }
         });
         Ok(())
+    }
+
+    /// The server is shutting down: the conferences it ends from now on keep their records
+    /// (the other nodes claim them after the liveness window). Call before ending them.
+    pub fn stop(&self) {
+        self.inner.stopping.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Records a conference just created on this node: its record is created only if
@@ -377,7 +387,14 @@ impl Cluster {
         let me = self.inner.fleet.node().to_owned();
         let placements = self.inner.fleet.placements();
         let keys: Vec<_> = self.inner.owned.iter().map(|e| e.key().clone()).collect();
+        let stopping = self.inner.stopping.load(std::sync::atomic::Ordering::Acquire);
         for (account, id) in keys {
+            // Ended here other than through the API (an empty conference expired): its
+            // record goes too, unless the whole server is stopping.
+            if !stopping && self.inner.registry.get(&account, &id).is_err() {
+                self.released(&account, &id).await;
+                continue;
+            }
             let elsewhere =
                 placements.iter().any(|p| p.account == account && p.id == id && p.owner != me);
             if elsewhere {
