@@ -4,7 +4,8 @@
 # the end-to-end tests that use it as a real RTP client, GStreamer's development files for
 # the `mixminus` GStreamer element (crates/gst-mixminus), and for the quality smoke test
 # (tests/quality_smoke.rs) espeak-ng plus Python's numpy and pesq (PyPI; pesq builds from
-# source: a C compiler and Python headers, about a minute), baresip for the SIP tests, and
+# source: a C compiler and Python headers, about a minute), baresip for the SIP tests,
+# nats-server for the fleet tests (tests/fleet_nats.rs; Debian installs it in /usr/sbin), and
 # for the browser tests (tests/browser_ui.rs, tests/browser_webrtc.rs) Debian's chromium and
 # chromium-driver, and OpenSSL's development files for the WebRTC legs' DTLS. Uses sudo
 # when not root.
@@ -33,6 +34,7 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 # tests/browser_ui.rs: the moderator page in headless Chromium, driven through chromedriver.
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 pesq_ok() { python3 -c "import numpy, pesq" 2>/dev/null; }
 if ! pesq_ok; then
   command -v python3 >/dev/null || need+=(python3)

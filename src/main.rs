@@ -59,6 +59,14 @@ struct ServeArgs {
     /// config file's `[sip] listen`, else off].
     #[arg(long)]
     sip: Option<SocketAddr>,
+    /// Join a fleet through this NATS server (`nats://host:port`, JetStream on); see
+    /// docs/FLEET.md [default: the config's `[fleet] nats`, else no fleet].
+    #[arg(long)]
+    nats: Option<String>,
+    /// This server's node name: `node` in every response, and its name in the fleet
+    /// [default: the config's `node`].
+    #[arg(long)]
+    node: Option<String>,
 }
 
 /// `mixminus demo`.

@@ -4,9 +4,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use std::sync::Arc;
+
+use mixminus_control::fleet::Cluster;
 use mixminus_control::{Api, Auth, Config, Registry};
+use mixminus_fleet::{Credentials, Nats, NatsConfig};
 use mixminus_rtp::{Bridge, BridgeConfig};
 use mixminus_sip::{SipConfig, SipServer};
+
+use crate::bench::procstat::CpuSample;
 
 use crate::ServeArgs;
 
@@ -23,6 +29,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(ports) = args.rtp_ports {
         config.rtp_ports = ports;
+    }
+    if let Some(nats) = args.nats {
+        config.fleet.nats = Some(nats);
+    }
+    if let Some(node) = args.node {
+        config.node = node;
     }
     config.validate()?;
     let mut sip: SipConfig = match config.sip.clone() {
@@ -95,7 +107,13 @@ async fn serve(
         Some(_) => Some(SipServer::start(registry.clone(), sip).await.context("starting SIP")?),
         None => None,
     };
-    let app = Api::new(registry.clone(), auth)
+    let cluster = match &config.fleet.nats {
+        Some(url) => {
+            Some(Cluster::new(Arc::new(join_fleet(&config, url).await?), registry.clone()))
+        }
+        None => None,
+    };
+    let mut api = Api::new(registry.clone(), auth)
         .node(config.node.clone())
         .body_limit(config.max_body_bytes)
         .cors_origins(config.cors_origins.clone())
@@ -103,8 +121,21 @@ async fn serve(
             media: config.media.clone(),
             recordings: config.recordings.clone(),
         })
-        .metrics(metrics)
-        .router();
+        .metrics(metrics);
+    if let Some(cluster) = &cluster {
+        api = api.cluster(cluster.clone());
+    }
+    let app = api.router();
+    if let Some(cluster) = &cluster {
+        let mut last = CpuSample::read(None).ok();
+        let cpu = move || {
+            let now = CpuSample::read(None).ok();
+            let cores = last.zip(now).map_or(0.0, |(a, b)| a.cores_until(&b));
+            last = now;
+            cores
+        };
+        cluster.start(app.clone(), cpu).await.context("starting the fleet")?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -114,6 +145,10 @@ async fn serve(
     let stopping = registry.clone();
     let shutdown = async move {
         shutdown_signal().await;
+        if let Some(cluster) = &cluster {
+            // Our conferences keep their records: the other nodes take them over.
+            cluster.stop();
+        }
         tracing::info!("shutting down: ending every conference");
         // Ending the conferences sends every participant an RTCP BYE and closes the event
         // streams, so the server can drain (for at most `HttpLimits::drain`).
@@ -123,6 +158,38 @@ async fn serve(
     registry.stop_all().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connects to the fleet's NATS server as this node (refused if a live node has its name).
+async fn join_fleet(config: &Config, url: &str) -> anyhow::Result<Nats> {
+    let fleet = &config.fleet;
+    let mut nats = NatsConfig::new(url, config.node.clone());
+    nats.cluster = fleet.cluster.clone();
+    nats.liveness = Duration::from_secs(fleet.liveness_secs);
+    nats.credentials = match (&fleet.user, &fleet.password, &fleet.token) {
+        (Some(user), Some(password), _) => {
+            Credentials::UserPassword { user: user.clone(), password: password.expose().into() }
+        }
+        (_, _, Some(token)) => Credentials::Token(token.expose().into()),
+        _ => {
+            // Unauthenticated fleet messages are acceptable only where no one else can
+            // send any: a NATS server on this machine.
+            let host = url.split("://").last().unwrap_or(url).rsplit_once(':').map_or(url, |h| h.0);
+            let local = ["127.0.0.1", "localhost", "[::1]"].contains(&host);
+            if !local {
+                bail!(
+                    "no NATS credentials ([fleet] user and password, or token): refusing to \
+                     join a fleet at {url} unauthenticated"
+                );
+            }
+            tracing::warn!("no NATS credentials: fleet messages are not authenticated");
+            Credentials::None
+        }
+    };
+    let node = Nats::connect(nats).await.with_context(|| format!("joining the fleet at {url}"))?;
+    tracing::info!(node = %config.node, nats = %url, liveness_secs = fleet.liveness_secs,
+        "joined the fleet");
+    Ok(node)
 }
 
 async fn shutdown_signal() {

@@ -13,7 +13,7 @@ mod generator;
 mod janus;
 mod media;
 mod mixminus;
-mod procstat;
+pub(crate) mod procstat;
 mod quality;
 mod report;
 mod speech;

@@ -9,6 +9,7 @@
 
 pub mod baresip;
 pub mod browser;
+pub mod fleet;
 pub mod http;
 pub mod leak;
 pub mod netem;

@@ -66,6 +66,7 @@ use crate::auth::Auth;
 use crate::doc::ConferenceDoc;
 use crate::envelope::EnvelopeInfo;
 use crate::fields::{int_in, wrong_type};
+use crate::fleet::{self, Cluster};
 use crate::join::{admit, Admitted, JoinBody};
 use crate::registry::{ConferenceEntry, Registry};
 use crate::relate::{relationship_word, ConferenceIdRule, RelateRequest};
@@ -112,6 +113,7 @@ pub struct Api {
     ui: bool,
     /// The WHIP sessions, by (account, conference, participant).
     whip: Arc<dashmap::DashMap<(String, String, u32), mixminus_rtp::webrtc::WebRtcLeg>>,
+    cluster: Option<Cluster>,
 }
 
 impl Api {
@@ -127,7 +129,16 @@ impl Api {
             media: Arc::default(),
             ui: true,
             whip: Arc::default(),
+            cluster: None,
         }
+    }
+
+    /// Answers as one node of a fleet (see [`crate::fleet`]): requests for conferences
+    /// other nodes own are forwarded to them. Without it (or with a
+    /// [`crate::fleet::Local`] fleet) every request is answered here, as a lone server.
+    pub fn cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Where `play` finds media files and `record` writes recordings, and their bounds
@@ -173,6 +184,7 @@ impl Api {
     pub fn router(self) -> Router {
         let cors = self.cors_layer();
         let ui = self.ui;
+        let cluster = self.cluster.clone().filter(Cluster::is_distributed);
         let state = AppState(Arc::new(self));
         let account = Router::new()
             .route("/conferences", get(list_conferences).put(create_conference))
@@ -217,8 +229,11 @@ impl Api {
             .with_state(state.clone());
         // Verb tunnelling and a trailing slash change the route, so both happen before
         // routing: the front wraps the whole router.
+        // The fleet's routing runs inside the front: on the body it read, with the verb
+        // tunnelled; a lone server has no such layer at all.
         let front = tower::ServiceBuilder::new()
             .layer(middleware::from_fn_with_state(state, front))
+            .option_layer(cluster.map(|c| middleware::from_fn_with_state(c, fleet::route)))
             .layer(NormalizePathLayer::trim_trailing_slash())
             .service(routes);
         // The page's routes come first: static files, no envelope, their own headers.
@@ -403,6 +418,11 @@ async fn front(State(state): State<AppState>, request: Request, next: Next) -> R
     }
     let method = parts.method.clone();
     parts.extensions.insert(Req(Arc::new(kazoo)));
+    // A request forwarded to another node goes as the client sent it (verb and all), and
+    // under this request id.
+    parts
+        .extensions
+        .insert(fleet::Sent { method: real_method.clone(), request_id: request_id.clone() });
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let created = method == Method::PUT && !tunnelled;
     finish(&state, response, &request_id, &method, &path, created)
@@ -430,6 +450,8 @@ fn finish(
             Some(body)
         }
         Some(Pending::Err(error)) => Some(error_body(state, &error, request_id, method, path)),
+        // Another node's answer is sent as it came (it has its envelope already).
+        None if response.extensions().get::<fleet::Relayed>().is_some() => None,
         None if status.is_client_error() || status.is_server_error() => {
             let error = ApiError::from_status(status, path, state.0.body_limit);
             Some(error_body(state, &error, request_id, method, path))
@@ -535,14 +557,22 @@ async fn list_conferences(
     State(state): State<AppState>,
     auth: Authorized,
     Req(req): Req,
+    remote: Option<axum::Extension<fleet::RemoteItems>>,
 ) -> ApiResult {
-    let items: Vec<Value> = state
+    let mut items: Vec<Value> = state
         .0
         .registry
         .list(&auth.account)
         .iter()
         .map(|entry| entry.summary(&entry.handle().snapshot()))
         .collect();
+    // The other nodes' conferences (a fleet); one that shows up twice while it moves is
+    // listed once.
+    if let Some(axum::Extension(fleet::RemoteItems(remote))) = remote {
+        let ids: std::collections::HashSet<Value> =
+            items.iter().filter_map(|i| i.get("id").cloned()).collect();
+        items.extend(remote.into_iter().filter(|i| i.get("id").is_none_or(|id| !ids.contains(id))));
+    }
     let page = crate::listing::page(items, &req)?;
     let mut reply = Reply::ok(Value::Array(page.items));
     reply.success.envelope = page.envelope;
@@ -556,6 +586,13 @@ async fn create_conference(
 ) -> ApiResult {
     let doc = ConferenceDoc::parse(&req.data()?)?;
     let entry = state.0.registry.create(&auth.account, doc)?;
+    if let Some(cluster) = state.0.cluster.as_ref().filter(|c| c.is_distributed()) {
+        // Created only if no node has it: else this copy goes and the caller gets 409.
+        if let Err(e) = cluster.created(&entry).await {
+            let _ = state.0.registry.remove(&auth.account, entry.id()).await;
+            return Err(e);
+        }
+    }
     tracing::info!(account = %auth.account, conference = %entry.id(), "conference created");
     Ok(Reply::ok(entry.full_json(&state.0.envelope.node)).revision(&entry))
 }
@@ -566,7 +603,14 @@ async fn get_conference(
     Path((_, conference_id)): Path<(String, String)>,
 ) -> ApiResult {
     match state.0.registry.get(&auth.account, &conference_id) {
-        Ok(entry) => Ok(Reply::ok(entry.full_json(&state.0.envelope.node)).revision(&entry)),
+        Ok(entry) => {
+            let mut doc = entry.full_json(&state.0.envelope.node);
+            let fleet = state.0.cluster.as_ref().and_then(|c| c.read_only(&entry));
+            if let (Some(fleet), Some(Value::Object(map))) = (fleet, doc.get_mut("_read_only")) {
+                map.insert("fleet".into(), fleet);
+            }
+            Ok(Reply::ok(doc).revision(&entry))
+        }
         // Kazoo's maybe_build_conference: an unknown conference reads as an ad-hoc one
         // with nobody in it.
         Err(ApiError::NotFound { .. }) => Ok(Reply::ok(crate::registry::ad_hoc(&conference_id))),
@@ -882,8 +926,20 @@ fn summarise(ids: &[ParticipantId]) -> String {
 
 async fn join(state: &AppState, entry: &Arc<ConferenceEntry>, data: &Value) -> ApiResult {
     let body = JoinBody::parse(data)?;
-    let Admitted { joined, offer, .. } = admit(state.registry(), entry, &body, None).await?;
+    // A call back after its conference moved to this node gets its roles back.
+    let cluster = state.0.cluster.as_ref();
+    let rejoining = body.call_id.as_deref().and_then(|call| cluster?.rejoining(entry, call));
+    let restore = |options: &mut mixminus_core::JoinOptions| {
+        if let Some(roster) = &rejoining {
+            Cluster::restored_options(roster, options);
+        }
+    };
+    let Admitted { joined, offer, .. } =
+        admit(state.registry(), entry, &body, None, restore).await?;
     tracing::info!(conference = %entry.id(), participant = %joined.id, local = %joined.local_rtp, "joined");
+    if let (Some(cluster), Some(roster)) = (cluster, &rejoining) {
+        cluster.rejoined(entry, roster, joined.id).await?;
+    }
     // The runtime publishes its snapshot before it answers, so the new leg is in it (unless
     // the runtime already removed it again, when only its id can be reported).
     let mut object = json!({ "participant_id": joined.id.get() });

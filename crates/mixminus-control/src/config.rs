@@ -51,6 +51,12 @@
 //!
 //! [sip]                               # dial in by SIP (off without `listen`; docs/SIP.md)
 //! listen = "127.0.0.1:5060"
+//! [fleet]                         # several servers as one (docs/FLEET.md); absent: one server
+//! nats = "nats://127.0.0.1:4222"  # or `serve --nats`; `node` names this server in the fleet
+//! cluster = "mixminus"            # prefixes the fleet's NATS buckets and subjects
+//! liveness_secs = 5               # a node unheard for this long is dead
+//! user = "mixminus"               # NATS credentials: user and password, or token
+//! password = "a-nats-secret"
 //! ```
 //!
 //! `Debug` never prints a token.
@@ -124,6 +130,8 @@ pub struct Config {
     /// The `[sip]` section, as TOML: the SIP front (`mixminus-sip`'s `SipConfig`) reads it,
     /// so the control plane does not depend on it.
     pub sip: Option<toml::Table>,
+    /// The fleet this server is a node of, if any.
+    pub fleet: FleetConfig,
 }
 
 impl Default for Config {
@@ -153,6 +161,7 @@ impl Default for Config {
             media: Default::default(),
             recordings: Default::default(),
             sip: None,
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -242,6 +251,12 @@ impl Config {
         self.recordings.validate().map_err(ConfigError::Invalid)?;
         if self.media.max_file_bytes == 0 || self.media.max_seconds == 0 {
             return Err(ConfigError::Invalid("media.max_file_bytes and max_seconds must be > 0"));
+        }
+        self.fleet.validate()?;
+        if self.fleet.nats.is_some() && !crate::fleet::valid_node_name(&self.node) {
+            return Err(ConfigError::Invalid(
+                "node must be 1-64 of A-Z a-z 0-9 _ - in a fleet (it names a NATS key)",
+            ));
         }
         if self.tokens.iter().any(|t| t.token.expose().is_empty()) {
             return Err(ConfigError::Invalid("tokens.token must not be empty"));
@@ -366,6 +381,56 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The fleet (TOML `[fleet]`): several servers answering as one through NATS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct FleetConfig {
+    /// The NATS server (`nats://host:port`); `None`: this server is on its own.
+    pub nats: Option<String>,
+    /// The fleet's name: prefixes its buckets and subjects.
+    pub cluster: String,
+    /// Seconds after which a node not heard from is dead (its conferences are claimed).
+    pub liveness_secs: u64,
+    /// NATS user (with `password`).
+    pub user: Option<String>,
+    /// NATS password.
+    pub password: Option<Secret>,
+    /// NATS token (instead of user and password).
+    pub token: Option<Secret>,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            nats: None,
+            cluster: "mixminus".into(),
+            liveness_secs: 5,
+            user: None,
+            password: None,
+            token: None,
+        }
+    }
+}
+
+impl FleetConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(2..=300).contains(&self.liveness_secs) {
+            return Err(ConfigError::Invalid("fleet.liveness_secs must be 2..=300"));
+        }
+        if !crate::fleet::valid_node_name(&self.cluster) {
+            return Err(ConfigError::Invalid("fleet.cluster must be 1-64 of A-Z a-z 0-9 _ -"));
+        }
+        if self.user.is_some() != self.password.is_some() {
+            return Err(ConfigError::Invalid("fleet.user and fleet.password go together"));
+        }
+        if self.user.is_some() && self.token.is_some() {
+            return Err(ConfigError::Invalid("fleet: user and password, or token, not both"));
+        }
+        Ok(())
+    }
+}
+
 /// Log settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -427,5 +492,11 @@ mod tests {
         assert!(Config::from_toml("cors_origins = [\"https://ui.example.com\"]").is_ok());
         assert!("20000-29999".parse::<PortRange>().is_ok());
         assert!("20000".parse::<PortRange>().is_err());
+        assert!(Config::from_toml("[fleet]\nliveness_secs = 1").is_err());
+        assert!(Config::from_toml("[fleet]\nuser = \"u\"").is_err());
+        assert!(Config::from_toml("node = \"a@b\"\n[fleet]\nnats = \"nats://x\"").is_err());
+        let c = Config::from_toml("node = \"edge1\"\n[fleet]\nnats = \"nats://x:4222\"\nuser = \"u\"\npassword = \"pw-secret\"").unwrap();
+        assert_eq!(c.fleet.liveness_secs, 5);
+        assert!(!format!("{c:?}").contains("pw-secret"));
     }
 }

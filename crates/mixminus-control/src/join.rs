@@ -47,12 +47,14 @@ pub struct Admitted {
 /// here, so a participant is the same whichever way it came. Refuses a join past the
 /// account's participant quota, a locked or full conference (decided by the conference
 /// task, atomically with every other join) and a call already in it, applies the document's `member` / `moderator` join
-/// rules, adds the leg (on `ports` when the front reserved them) and records the call.
+/// rules (then `restore`, which gives a call back its roles after its conference moved to
+/// this node), adds the leg (on `ports` when the front reserved them) and records the call.
 pub async fn admit(
     registry: &Registry,
     entry: &ConferenceEntry,
     body: &JoinBody,
     ports: Option<ReservedPorts>,
+    restore: impl FnOnce(&mut JoinOptions),
 ) -> Result<Admitted, ApiError> {
     let doc = entry.doc();
     // Held until the call's metadata is recorded: a second join of the same call waits
@@ -76,9 +78,14 @@ pub async fn admit(
             (offer.codec, Some(offer.remote), Some(offer), None)
         }
     };
-    let flags =
-        JoinFlags { mute: body.mute, deaf: body.deaf, moderator: body.moderator, ghost: body.ghost };
+    let flags = JoinFlags {
+        mute: body.mute,
+        deaf: body.deaf,
+        moderator: body.moderator,
+        ghost: body.ghost,
+    };
     let mut request = admission(registry, entry, flags, codec, remote)?;
+    restore(&mut request.options);
     request.audio_level_ext = level_ext;
     if let Some(offer) = &offer {
         // Only what the answer echoes back is honoured, so the two never disagree.

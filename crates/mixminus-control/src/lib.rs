@@ -15,6 +15,7 @@
 //! - [`auth`]: tokens; [`config`]: the server's TOML configuration;
 //! - [`whip`]: browsers join through WHIP (an SDP offer in, a WebRTC participant);
 //! - [`ui`]: the moderator page at `/ui/` (conferences, participants, the matrix as a grid).
+//! - [`fleet`]: several servers answering as one (placement, forwarding, failover).
 //!
 //! ## Embedding
 //!
@@ -48,6 +49,7 @@ pub mod envelope;
 pub mod error;
 pub mod events;
 mod fields;
+pub mod fleet;
 pub mod join;
 pub mod listing;
 pub mod media;

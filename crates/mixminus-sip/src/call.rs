@@ -185,7 +185,7 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: Endpoint, invite: Incomin
         (Admission::Join(role), Some((text, offer))) => {
             body.moderator = *role == Role::Moderator;
             body.media = mixminus_control::join::Media::Sdp(text);
-            match admit(&shared.registry, &entry, &body, Some(ports)).await {
+            match admit(&shared.registry, &entry, &body, Some(ports), |_| {}).await {
                 Ok(admitted) => {
                     let answer = offer.answer_with_key(local, session_id, key);
                     (answer, Some(admitted.joined.id), None, Some(offer))
@@ -282,7 +282,7 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: Endpoint, invite: Incomin
             return;
         };
         body.moderator = role == Role::Moderator;
-        match admit(&shared.registry, &entry, &body, ports.take()).await {
+        match admit(&shared.registry, &entry, &body, ports.take(), |_| {}).await {
             Ok(admitted) => joined = Some(admitted.joined.id),
             Err(error) => {
                 tracing::info!(%error, "SIP call not admitted after its PIN");
