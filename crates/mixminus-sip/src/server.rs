@@ -60,6 +60,7 @@ impl SipServer {
             config,
             limiter: Mutex::new(limiter),
         })));
+        let addr = if tcp && addr.port() == 0 { port_free_for_both(addr) } else { addr };
         let udp = builder.bind_udp(addr).await.map_err(|source| SipError::Bind { addr, source })?;
         let local = udp.bound();
         if tcp {
@@ -79,6 +80,19 @@ impl SipServer {
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
+}
+
+/// With port 0, UDP and TCP must still share one port: an ephemeral UDP port may be taken
+/// for TCP by another socket, so try a few until one is free for both (else `addr` as is).
+fn port_free_for_both(addr: SocketAddr) -> SocketAddr {
+    for _ in 0..20 {
+        let Ok(udp) = std::net::UdpSocket::bind(addr) else { break };
+        let Ok(candidate) = udp.local_addr() else { break };
+        if std::net::TcpListener::bind(candidate).is_ok() {
+            return candidate;
+        }
+    }
+    addr
 }
 
 /// What every call shares.
