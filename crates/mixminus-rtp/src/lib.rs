@@ -126,3 +126,4 @@ pub use runtime::{
 };
 pub use seq::SequenceExtender;
 pub use stats::{ConferenceCounters, DropReason, LegStats};
+pub use tone::write_beep;

@@ -76,24 +76,7 @@ impl TonePlayer {
         // The segment's whole length: what is left plus what was played.
         let length = frames_left as usize * frame + self.position;
         let ramp = (RAMP_SECONDS * rate) as usize;
-        let step = std::f32::consts::TAU * freq / rate;
-        for (i, sample) in out.iter_mut().enumerate() {
-            let n = self.position + i;
-            if freq <= 0.0 {
-                *sample = 0;
-                continue;
-            }
-            // Raised-cosine edges over `ramp` samples at both ends of the beep.
-            let edge = n.min(length.saturating_sub(n + 1));
-            let envelope = if edge >= ramp {
-                1.0
-            } else {
-                0.5 - 0.5 * (std::f32::consts::PI * edge as f32 / ramp as f32).cos()
-            };
-            // The phase from the beep's own start: each beep starts at 0.
-            let phase = (step * n as f32) % std::f32::consts::TAU;
-            *sample = (phase.sin() * AMPLITUDE * envelope) as i16;
-        }
+        write_beep(out, freq, rate, AMPLITUDE, self.position, length, ramp);
         self.position += frame;
         if frames_left <= 1 {
             self.queue.pop();
@@ -101,6 +84,36 @@ impl TonePlayer {
         } else if let Some(segment) = self.queue.last_mut() {
             segment.1 -= 1;
         }
+    }
+}
+
+/// Writes samples `position..position + out.len()` of a beep `length` samples long at `freq`
+/// Hz and `rate` Hz: raised-cosine edges over `ramp` samples at both ends (no clicks, no DC
+/// step), the phase counted from the beep's own start. `freq <= 0` writes silence.
+pub fn write_beep(
+    out: &mut [i16],
+    freq: f32,
+    rate: f32,
+    amplitude: f32,
+    position: usize,
+    length: usize,
+    ramp: usize,
+) {
+    let step = std::f32::consts::TAU * freq / rate;
+    for (i, sample) in out.iter_mut().enumerate() {
+        let n = position + i;
+        if freq <= 0.0 {
+            *sample = 0;
+            continue;
+        }
+        let edge = n.min(length.saturating_sub(n + 1));
+        let envelope = if edge >= ramp {
+            1.0
+        } else {
+            0.5 - 0.5 * (std::f32::consts::PI * edge as f32 / ramp as f32).cos()
+        };
+        let phase = (step * n as f32) % std::f32::consts::TAU;
+        *sample = (phase.sin() * amplitude * envelope) as i16;
     }
 }
 

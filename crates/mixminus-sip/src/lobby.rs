@@ -228,22 +228,15 @@ impl<'a> Player<'a> {
         let freq = self.segments.last().map_or(0.0, |s| s.0);
         let ramp = (RATE / 200) as usize; // 5 ms raised-cosine edges: no clicks
         let length = self.segments.last().map_or(0, |s| s.1 as usize * FRAME + self.position);
-        for (i, sample) in self.pcm.iter_mut().enumerate() {
-            let n = self.position + i;
-            if freq <= 0.0 {
-                *sample = 0;
-                continue;
-            }
-            let edge = n.min(length.saturating_sub(n + 1));
-            let envelope = if edge >= ramp {
-                1.0
-            } else {
-                0.5 - 0.5 * (std::f32::consts::PI * edge as f32 / ramp as f32).cos()
-            };
-            let phase =
-                (std::f32::consts::TAU * freq * n as f32 / RATE as f32) % std::f32::consts::TAU;
-            *sample = (phase.sin() * AMPLITUDE * envelope) as i16;
-        }
+        mixminus_rtp::write_beep(
+            &mut self.pcm,
+            freq,
+            RATE as f32,
+            AMPLITUDE,
+            self.position,
+            length,
+            ramp,
+        );
         if let Some(segment) = self.segments.last_mut() {
             self.position += FRAME;
             segment.1 = segment.1.saturating_sub(1);
