@@ -27,14 +27,7 @@ impl TonePlayer {
     /// Joins the tone source: it can speak (gate off, so it is mixed exactly while it
     /// plays) and hears nothing. Allocates once, here.
     pub(crate) fn new(conference: &mut Conference) -> Result<Self, RuntimeError> {
-        let id = conference.join(JoinOptions {
-            muted: Some(false),
-            deaf: Some(true),
-            ghost: true,
-            energy_threshold: Some(0),
-            input_gain: Gain::UNITY,
-            ..Default::default()
-        })?;
+        let id = conference.join(hidden_source())?;
         Ok(Self {
             id,
             rate: conference.config().sample_rate.hz() as f32,
@@ -84,6 +77,19 @@ impl TonePlayer {
         } else if let Some(segment) = self.queue.last_mut() {
             segment.1 -= 1;
         }
+    }
+}
+
+/// How a source the bridge itself plays (tones, media files) joins: it speaks with the gate
+/// off (mixed exactly while it plays), hears nothing, and is not a participant anyone sees.
+pub(crate) fn hidden_source() -> JoinOptions {
+    JoinOptions {
+        muted: Some(false),
+        deaf: Some(true),
+        ghost: true,
+        energy_threshold: Some(0),
+        input_gain: Gain::UNITY,
+        ..Default::default()
     }
 }
 

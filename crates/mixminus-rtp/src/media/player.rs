@@ -9,7 +9,7 @@
 //! "only P hears this", so its exactness (the oracle) covers private playback too, and the
 //! listeners who do not hear it keep sharing one group and one encoder.
 
-use mixminus_core::{Conference, Gain, JoinOptions, ParticipantId, Relationship};
+use mixminus_core::{Conference, ParticipantId, Relationship};
 
 use super::MediaClip;
 use crate::RuntimeError;
@@ -74,14 +74,7 @@ impl Playback {
         target: Option<ParticipantId>,
         others: &[ParticipantId],
     ) -> Result<Self, RuntimeError> {
-        let id = conference.join(JoinOptions {
-            muted: Some(false),
-            deaf: Some(true),
-            ghost: true,
-            energy_threshold: Some(0),
-            input_gain: Gain::UNITY,
-            ..Default::default()
-        })?;
+        let id = conference.join(crate::tone::hidden_source())?;
         if target.is_some() && !others.is_empty() {
             if let Err(e) = conference.relate(&[id], others, Relationship::MUTE) {
                 let _ = conference.leave(id);
