@@ -644,12 +644,29 @@ fn glitch_run(
         for phone in &phones {
             phone.stop();
         }
+        let bridge_ticks = bridge.metrics().ok().flatten();
         let skip = (rate as f64 * GLITCH_SETTLE_SECS) as usize;
         if heard.len() < skip + rate as usize {
             bail!("A heard only {} samples", heard.len());
         }
         let m = ToneResidual::measure(&heard[skip..], rate, f64::from(TONE_HZ), WINDOW);
         let (at, worst) = m.worst().context("no windows")?;
+        // Where it failed, and what A's phone saw, so a failing run can be told apart
+        // from a machine that could not keep time.
+        let over: Vec<String> = m
+            .windows_above(-20.0)
+            .iter()
+            .take(40)
+            .map(|(s, db)| format!("{:.3}:{db:.0}", s + GLITCH_SETTLE_SECS))
+            .collect();
+        eprintln!(
+            "{} glitch: A's phone {:?}; bridge ticks late/total {}; windows above -20 dB \
+             (s:dB): {}",
+            target.name(),
+            phones[0].stats(),
+            bridge_ticks.map_or("–".to_owned(), |t| format!("{}/{}", t.late_ticks, t.ticks)),
+            over.join(" ")
+        );
         Ok(GlitchScore {
             target,
             median_db: m.median_db(),
