@@ -212,3 +212,38 @@ async fn malformed_datagrams_are_dropped_and_counted() {
     drop(talker);
     conference.stop().await.unwrap();
 }
+
+/// A conference's `jitter_max_delay_ms` caps what its legs' playout buffers aim for under
+/// the same 40 ms of jitter that makes a default conference's buffer aim higher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_caps_its_playout_delay() {
+    let bridge = bridge((34_000, 34_999));
+    let codec = CodecParams::new(CodecKind::Opus);
+    let mut targets = Vec::new();
+    for cap in [None, Some(30)] {
+        let mut settings = ConferenceSettings::new(ConferenceConfig::default());
+        settings.jitter_max_delay_ms = cap;
+        let conference = bridge.start_conference(settings).unwrap();
+        let joined = conference.join(JoinRequest::new(codec, None)).await.unwrap();
+        let impairment =
+            Impairment { jitter: Duration::from_millis(40), seed: 5, ..Impairment::default() };
+        let proxy = Proxy::start(joined.local_rtp, impairment).await;
+        let client = ToneClient::start(
+            ToneClientConfig::new(codec, Some(TONES[0])),
+            any_port(),
+            proxy.client_facing,
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let snapshot = conference.snapshot();
+        let j = snapshot.participants[0].jitter;
+        assert!(j.received > 50, "the leg got packets: {j:?}");
+        targets.push(j.target_ms);
+        drop(client);
+        drop(proxy);
+        conference.stop().await.unwrap();
+    }
+    assert!(targets[0] > 30, "40 ms of jitter asks for more than 30 ms: {targets:?}");
+    assert!(targets[1] <= 30, "the conference's cap holds: {targets:?}");
+}

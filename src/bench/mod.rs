@@ -153,6 +153,9 @@ pub(crate) struct BenchArgs {
     /// mixminus conferences' expected loss for Opus FEC, % (`opus-loss-percent`).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
     opus_loss_percent: Option<u8>,
+    /// mixminus conferences' playout delay cap, ms (`jitter-max-delay-ms`, 20..=1000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(20..=1000))]
+    jitter_max_delay_ms: Option<u32>,
     /// The Python that has numpy and pesq (scripts/install-bench-deps.sh).
     #[arg(long, default_value = "python3")]
     python: PathBuf,

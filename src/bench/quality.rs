@@ -191,6 +191,10 @@ fn settings(args: &BenchArgs) -> Vec<Settings> {
                 profile.insert("opus-loss-percent".into(), json!(loss));
                 label.push(format!("loss {loss} %"));
             }
+            if let Some(ms) = args.jitter_max_delay_ms {
+                profile.insert("jitter-max-delay-ms".into(), json!(ms));
+                label.push(format!("playout ≤ {ms} ms"));
+            }
             let label = if label.is_empty() { "default".to_owned() } else { label.join(" / ") };
             all.push(Settings { label, profile, bitrate });
         }

@@ -25,10 +25,14 @@
 //! | `opus-fec` (mixminus) | boolean | | false | Opus in-band FEC for receivers whose SDP does not say |
 //! | `opus-dtx` (mixminus) | boolean | | false | Opus DTX in what is sent |
 //! | `opus-loss-percent` (mixminus) | integer | 0..=100 | 5 | loss the Opus FEC is tuned for |
+//! | `jitter-min-delay-ms` (mixminus) | integer | 0..=500 | 0 | playout delay kept beyond one frame |
+//! | `jitter-max-delay-ms` (mixminus) | integer | 20..=1000 | 200 | the most playout delay aimed for |
 //!
 //! The Opus keys set what the conference sends; a receiver's SDP changes them for that
 //! receiver (`maxaveragebitrate` caps the bitrate, `useinbandfec` turns FEC on or off). They apply to conferences started after
-//! the change. Defaults and how they were chosen: `docs/QUALITY.md`.
+//! the change. Defaults and how they were chosen: `docs/QUALITY.md`. The `jitter-*` keys
+//! bound every participant's playout buffer (the bridge's own bounds when unset): a lower
+//! maximum trades late packets (concealed) for latency.
 //!
 //! Extensions and deliberate differences from Kazoo's schema: `id` (a client-chosen
 //! conference id, `[A-Za-z0-9_-]{1,64}`) is accepted on create; `max_participants` must be
@@ -129,6 +133,10 @@ pub struct Profile {
     pub opus_dtx: Option<bool>,
     /// `opus-loss-percent`.
     pub opus_loss_percent: Option<u8>,
+    /// `jitter-min-delay-ms`.
+    pub jitter_min_delay_ms: Option<u32>,
+    /// `jitter-max-delay-ms`.
+    pub jitter_max_delay_ms: Option<u32>,
 }
 
 /// Largest `max-active-speakers`.
@@ -285,6 +293,8 @@ impl Default for Profile {
             opus_fec: None,
             opus_dtx: None,
             opus_loss_percent: None,
+            jitter_min_delay_ms: None,
+            jitter_max_delay_ms: None,
         }
     }
 }
@@ -313,6 +323,8 @@ impl Profile {
             opus_fec: value.get("opus-fec").and_then(Value::as_bool),
             opus_dtx: value.get("opus-dtx").and_then(Value::as_bool),
             opus_loss_percent: int("opus-loss-percent").map(|n| n as u8),
+            jitter_min_delay_ms: int("jitter-min-delay-ms"),
+            jitter_max_delay_ms: int("jitter-max-delay-ms"),
         }
     }
 }
@@ -378,6 +390,29 @@ mod tests {
         assert_eq!(c.talk.energy_threshold, 0);
         assert_eq!(c.max_active_speakers, 3);
         assert_eq!(doc.member_limit(), Some(5));
+    }
+
+    #[test]
+    fn profile_bounds_the_playout_delay() {
+        let doc = ConferenceDoc::parse(
+            &json!({"profile": {"jitter-min-delay-ms": 10, "jitter-max-delay-ms": 60}}),
+        )
+        .unwrap();
+        let settings = crate::registry::settings(&doc);
+        assert_eq!(
+            (settings.jitter_min_delay_ms, settings.jitter_max_delay_ms),
+            (Some(10), Some(60))
+        );
+        let defaults = crate::registry::settings(&ConferenceDoc::parse(&json!({})).unwrap());
+        assert_eq!((defaults.jitter_min_delay_ms, defaults.jitter_max_delay_ms), (None, None));
+        for bad in [
+            json!({"jitter-max-delay-ms": 19}),
+            json!({"jitter-max-delay-ms": 1001}),
+            json!({"jitter-min-delay-ms": 501}),
+            json!({"jitter-min-delay-ms": -1}),
+        ] {
+            assert!(ConferenceDoc::parse(&json!({ "profile": bad })).is_err(), "{bad}");
+        }
     }
 
     #[test]

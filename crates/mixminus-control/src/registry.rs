@@ -789,6 +789,8 @@ pub fn settings(doc: &ConferenceDoc) -> ConferenceSettings {
     encoder.dtx = profile.opus_dtx.unwrap_or(encoder.dtx);
     encoder.expected_loss_percent =
         profile.opus_loss_percent.unwrap_or(encoder.expected_loss_percent);
+    settings.jitter_min_delay_ms = profile.jitter_min_delay_ms;
+    settings.jitter_max_delay_ms = profile.jitter_max_delay_ms;
     settings
 }
 

@@ -154,6 +154,12 @@ pub struct ConferenceSettings {
     /// A talker's first mixed frame is faded in over this long, so an onset that starts
     /// loud does not click (sets the core's `onset_fade_samples`); default 5 ms, 0 = off.
     pub onset_fade_ms: u32,
+    /// Playout delay every leg's buffer keeps beyond one frame, ms; `None` = the bridge's
+    /// [`BridgeConfig::jitter`].
+    pub jitter_min_delay_ms: Option<u32>,
+    /// The most playout delay a leg's buffer aims for, ms (at least one frame); `None` =
+    /// the bridge's [`BridgeConfig::jitter`]. Lower trades late packets for latency.
+    pub jitter_max_delay_ms: Option<u32>,
 }
 
 impl Default for ConferenceSettings {
@@ -165,6 +171,8 @@ impl Default for ConferenceSettings {
             encoder: CodecSettings::default(),
             audio_level_ext: None,
             onset_fade_ms: 5,
+            jitter_min_delay_ms: None,
+            jitter_max_delay_ms: None,
         }
     }
 }
@@ -974,6 +982,18 @@ impl ConferenceTask {
         Ok(())
     }
 
+    /// The bridge's playout bounds with the conference's own in place of them.
+    fn playout_bounds(&self) -> JitterConfig {
+        let mut bounds = self.bridge.config.jitter;
+        if let Some(ms) = self.settings.jitter_min_delay_ms {
+            bounds.min_delay_ms = ms;
+        }
+        if let Some(ms) = self.settings.jitter_max_delay_ms {
+            bounds.max_delay_ms = ms;
+        }
+        bounds
+    }
+
     fn join(
         &mut self,
         request: JoinRequest,
@@ -1020,7 +1040,7 @@ impl ConferenceTask {
             conference_rate: core.sample_rate.hz(),
             frame_samples: self.conference.frame_samples(),
             frame_ms: core.frame.millis(),
-            jitter: self.bridge.config.jitter,
+            jitter: self.playout_bounds(),
             audio_level_ext: request
                 .audio_level_ext
                 .or(self.settings.audio_level_ext)
