@@ -76,6 +76,10 @@ impl Net {
 pub(super) struct Run {
     /// Audio held before each pull (packets plus decoded samples), ms, unsmoothed.
     pub(super) held_ms: Vec<f64>,
+    /// After each pull, how far the next sample to play is behind the sender's timeline
+    /// beyond the network's 30 ms base delay, ms: the delay a listener hears, which the
+    /// buffer does not see (it steers by `held_ms`). `NaN` before playing starts.
+    pub(super) behind_ms: Vec<f64>,
     /// The smoothed delay and the target after each pull, ms.
     pub(super) delay_ms: Vec<u32>,
     pub(super) target_ms: Vec<u32>,
@@ -94,6 +98,16 @@ impl Run {
     /// that the network did not lose.
     pub(super) fn late_fraction(&self) -> f64 {
         self.stats.late as f64 / (self.delivered.max(1) as f64)
+    }
+
+    /// Mean of `behind_ms` over ticks `from..to`.
+    pub(super) fn mean_behind(&self, from: usize, to: usize) -> f64 {
+        let slice: Vec<f64> = self.behind_ms[from..to.min(self.behind_ms.len())]
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
+        slice.iter().sum::<f64>() / slice.len().max(1) as f64
     }
 
     /// Mean of `held_ms` over ticks `from..to`.
@@ -204,6 +218,11 @@ pub(super) fn simulate_clock(
         if started && pulled.frame != FrameKind::Audio && now_ms < last_arrival {
             run.gaps += 1;
         }
+        // The next sample to play is `sync_len` samples before the playout point's packet.
+        run.behind_ms.push(jb.next.map_or(f64::NAN, |next| {
+            let sent_ms = (next * FRAME_MS) as f64 / clock - jb.sync_len as f64 / jb.per_ms;
+            now_ms + FRAME_MS as f64 - sent_ms - 30.0
+        }));
         let stats = jb.stats();
         run.delay_ms.push(stats.delay_ms);
         run.target_ms.push(stats.target_ms);

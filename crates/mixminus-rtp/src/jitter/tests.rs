@@ -218,10 +218,11 @@ fn forty_ms_jitter_loses_under_one_percent_late() {
     ] {
         let run = simulate(JitterConfig::default(), 60, 7, false, |_| Net::jitter(jitter));
         let held = run.mean_held(500, 3000);
+        let behind = run.mean_behind(500, 3000);
         let target = run.target_ms[2999];
         eprintln!(
-            "{name}: late {:.3} %, held mean {held:.1} ms, target {target} ms, concealed {}, \
-             accelerated {} / expanded {} samples",
+            "{name}: late {:.3} %, held mean {held:.1} ms, behind the fastest path {behind:.1} \
+             ms, target {target} ms, concealed {}, accelerated {} / expanded {} samples",
             100.0 * run.late_fraction(),
             run.stats.concealed,
             run.stats.accelerated_samples,
@@ -390,4 +391,31 @@ proptest! {
         let stats = jb.stats();
         prop_assert!(stats.target_ms <= max_delay.max(20));
     }
+}
+
+/// A lower `max_delay_ms` trades lateness for delay: under 40 ms of jitter a 40 ms cap plays
+/// closer to the fastest path than the default bounds, with no packet late.
+#[test]
+fn a_delay_cap_lowers_the_delay_heard() {
+    let run = |cap| {
+        simulate(JitterConfig::new(0, cap), 60, 7, false, |_| Net::jitter(Jitter::Uniform(40.0)))
+    };
+    let (uncapped, capped) = (run(200), run(40));
+    for (name, r) in [("max 200 ms", &uncapped), ("max 40 ms", &capped)] {
+        eprintln!(
+            "{name}: late {:.2} %, held {:.1} ms, behind the fastest path {:.1} ms, target {} \
+             ms, concealed {}",
+            100.0 * r.late_fraction(),
+            r.mean_held(500, 3000),
+            r.mean_behind(500, 3000),
+            r.target_ms[2999],
+            r.stats.concealed
+        );
+    }
+    assert!(capped.target_ms[2999] <= 40);
+    assert!(
+        capped.mean_behind(500, 3000) < uncapped.mean_behind(500, 3000) - 5.0,
+        "the cap lowers the delay heard"
+    );
+    assert!(capped.late_fraction() < 0.01);
 }
