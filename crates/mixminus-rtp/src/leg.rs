@@ -180,6 +180,29 @@ impl Leg {
         Ok(())
     }
 
+    /// Switches the leg to `codec` (a re-INVITE's new offer): a new decoder and jitter
+    /// buffer at its clock rate; the outbound stream keeps its SSRC and sequence, marks the
+    /// change, and its timestamps step at the new rate. The tick picks the encoder by
+    /// [`Self::codec`], so the mix follows on the next frame.
+    pub(crate) fn change_codec(
+        &mut self,
+        codec: CodecParams,
+        jitter: JitterConfig,
+        conference_rate: u32,
+        frame_ms: u32,
+    ) -> Result<(), RuntimeError> {
+        let frame_samples = self.pcm.len();
+        self.decoder = new_decoder(&codec, conference_rate, frame_samples)?;
+        self.jitter = JitterBuffer::new(jitter, frame_ms, codec.clock_rate, frame_samples);
+        // The peer's packets at the old payload type are a new stream to the buffer.
+        self.seq = SequenceExtender::new();
+        self.ssrc_in = None;
+        self.out_ts_step = codec.clock_rate / 1000 * frame_ms;
+        self.out_marker = true;
+        self.codec = codec;
+        Ok(())
+    }
+
     pub(crate) fn local_rtp(&self) -> SocketAddr {
         // A bound socket always has a local address; fall back to the port for display.
         self.ports

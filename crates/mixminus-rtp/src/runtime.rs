@@ -530,6 +530,18 @@ impl ConferenceHandle {
         self.call(|reply| Command::Hold(id, held, reply)).await
     }
 
+    /// Switches `id`'s leg to `codec` (a SIP re-INVITE that offers another codec): its
+    /// decoder, jitter buffer and the encoder its mix comes from change; it stays the same
+    /// participant on the same ports. `codec.ptime_ms` must be the conference's frame
+    /// interval. Returns whether it changed (`false`: it had that codec already).
+    pub async fn set_codec(
+        &self,
+        id: ParticipantId,
+        codec: CodecParams,
+    ) -> Result<bool, RuntimeError> {
+        self.call(|reply| Command::Codec(id, codec, reply)).await
+    }
+
     /// The last published snapshot (after every command, every event, and every few ticks).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
@@ -606,6 +618,7 @@ enum Command {
     StartRecording(Box<RecordingRequest>, Reply<RecordingSnapshot>),
     StopRecording(Reply<crate::media::recorder::Finishing>),
     Hold(ParticipantId, bool, Reply<bool>),
+    Codec(ParticipantId, CodecParams, Reply<bool>),
     Stop(Reply<()>),
 }
 
@@ -937,6 +950,21 @@ impl ConferenceTask {
                         true
                     }
                     _ => false,
+                });
+                self.answer(reply, r);
+            }
+            Command::Codec(id, codec, reply) => {
+                let core = &self.settings.core;
+                let (rate, frame_ms) = (core.sample_rate.hz(), core.frame.millis());
+                let jitter = self.bridge.config.jitter;
+                let r = self.check_public([&id]).and_then(|()| match self.legs.get_mut(&id) {
+                    _ if codec.ptime_ms != frame_ms => Err(RuntimeError::InvalidRequest(
+                        "ptime must equal the conference's frame interval",
+                    )),
+                    Some(leg) if leg.codec != codec => {
+                        leg.change_codec(codec, jitter, rate, frame_ms).map(|()| true)
+                    }
+                    _ => Ok(false),
                 });
                 self.answer(reply, r);
             }

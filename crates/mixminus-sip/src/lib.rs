@@ -60,8 +60,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auth;
 mod call;
 pub mod config;
+pub mod decide;
 pub mod dtmf;
 mod limit;
 pub mod lobby;
@@ -70,4 +72,4 @@ pub mod route;
 mod server;
 
 pub use config::SipConfig;
-pub use server::{SipError, SipServer};
+pub use server::{SipError, SipServer, SipStats};
