@@ -700,3 +700,145 @@ async fn digest_authentication_refuses_a_wrong_password_and_admits_the_right_one
         assert_eq!(uac.in_dialog(&mut call, "BYE", "", "").await.map(|r| r.status), Some(200));
     }
 }
+
+/// `offer` offering PCMA only.
+fn pcma_offer(rtp: SocketAddr) -> String {
+    with_codec(&pcmu_offer(rtp), 8, "PCMA/8000")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_decide_the_role_full_says_why_pcma_joins_and_hangups_before_joining_leak_nothing()
+{
+    let (api, sip) = rig((16_350, 16_369), 1_000).await;
+    let sip = sip.local_addr();
+    let registry = api.registry.clone();
+    create(
+        &api,
+        json!({"id": "roles", "member": {"numbers": ["2000"]}, "moderator": {"numbers": ["2001"]},
+            "max_participants": 2}),
+    )
+    .await;
+    create(&api, json!({"id": "lobby", "member": {"pins": ["1234"]}})).await;
+    let offer = pcma_offer("127.0.0.1:4000".parse().unwrap());
+    let mut uac = Uac::new("127.0.0.1:0", sip).await;
+    let until = |n: usize, conference: &'static str| {
+        let api = &api;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let list = participants(api, conference).await;
+                if list.len() == n || Instant::now() > deadline {
+                    return list;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    // A member number joins as member, a moderator number as moderator; PCMA is taken.
+    let mut member = uac.call("2000", "role-member", &offer).await.map_err(|r| r.text).unwrap();
+    assert!(member.answer.contains("a=rtpmap:8 PCMA/8000"), "{}", member.answer);
+    let mut moderator = uac.call("+2001", "role-mod", &offer).await.map_err(|r| r.text).unwrap();
+    let list = until(2, "roles").await;
+    let role = |call_id: &str| {
+        let p = list.iter().find(|p| p["call_id"] == call_id).cloned().unwrap_or(Value::Null);
+        (
+            p["conference_channel_vars"]["is_moderator"].as_bool(),
+            p["rtp"]["codec"].as_str().map(str::to_owned),
+        )
+    };
+    assert_eq!(role("role-member"), (Some(false), Some("pcma".into())), "{list:?}");
+    assert_eq!(role("role-mod"), (Some(true), Some("pcma".into())), "{list:?}");
+
+    // Full: 486 with its reason phrase.
+    let (r, _) = uac.invite("2000", "role-third", &offer).await;
+    assert_eq!(r.text.lines().next(), Some("SIP/2.0 486 Conference Full"), "{}", r.text);
+    assert_eq!(uac.in_dialog(&mut member, "BYE", "", "").await.map(|r| r.status), Some(200));
+    assert_eq!(uac.in_dialog(&mut moderator, "BYE", "", "").await.map(|r| r.status), Some(200));
+
+    // The caller hangs up in the PIN lobby: it never joins, its ports come back.
+    let mut waiting = uac.call("lobby", "lobby-bye", &offer).await.map_err(|r| r.text).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(registry.bridge().ports_in_use() > 0, "the lobby holds the caller's ports");
+    assert_eq!(uac.in_dialog(&mut waiting, "BYE", "", "").await.map(|r| r.status), Some(200));
+
+    // CANCEL right behind the INVITE: 487 if it arrives first, else the call is up and
+    // ends by BYE; either way nothing is left.
+    let mut outcomes = [0u32; 2];
+    for i in 0..5 {
+        let call_id = format!("cancel-{i}");
+        let local = uac.local();
+        let uri = format!("sip:lobby@{sip}");
+        let head = |method: &str| {
+            format!(
+                "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKcancel{i}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:t@{local}>;tag=c{i}\r\nTo: <{uri}>\r\n\
+                 Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nContact: <sip:t@{local}>\r\n"
+            )
+        };
+        let invite = format!(
+            "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+            head("INVITE"),
+            offer.len()
+        );
+        uac.send_raw(invite.as_bytes()).await;
+        uac.send_raw(format!("{}Content-Length: 0\r\n\r\n", head("CANCEL")).as_bytes()).await;
+        let mut statuses = Vec::new();
+        while let Some(r) = uac.response(Duration::from_millis(500)).await {
+            statuses.push((r.status, r.header("CSeq").unwrap_or_default().to_owned()));
+            if r.status == 200 && r.text.contains("CSeq: 1 INVITE") {
+                // Too late to cancel: ACK and hang up like a caller would.
+                let to = r.header("To").unwrap_or_default().to_owned();
+                let contact = r
+                    .header("Contact")
+                    .and_then(|c| c.split('<').nth(1))
+                    .and_then(|c| c.split('>').next())
+                    .unwrap_or_default()
+                    .to_owned();
+                let mut call = common::sipua::Dialog {
+                    call_id: call_id.clone(),
+                    from_tag: format!("c{i}"),
+                    to,
+                    target: contact,
+                    cseq: 2,
+                    answer: String::new(),
+                };
+                let ack = format!(
+                    "ACK {} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKack{i}\r\n\
+                     From: <sip:t@{local}>;tag=c{i}\r\nTo: {}\r\nCall-ID: {call_id}\r\n\
+                     CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                    call.target, call.to
+                );
+                uac.send_raw(ack.as_bytes()).await;
+                let _ = uac.in_dialog(&mut call, "BYE", "", "").await;
+                break;
+            }
+            if r.status == 487 {
+                let to = r.header("To").unwrap_or_default().to_owned();
+                let ack = format!(
+                    "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKcancel{i}\r\n\
+                     From: <sip:t@{local}>;tag=c{i}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+                     CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+                );
+                uac.send_raw(ack.as_bytes()).await;
+            }
+        }
+        let cancelled = statuses.iter().any(|(s, c)| *s == 487 && c.contains("INVITE"));
+        let answered = statuses.iter().any(|(s, c)| *s == 200 && c.contains("INVITE"));
+        assert!(cancelled || answered, "{statuses:?}");
+        outcomes[usize::from(answered)] += 1;
+    }
+    // The server answers within a millisecond, so the CANCEL usually comes too late; the
+    // point is that neither outcome leaves anything behind.
+    println!(
+        "CANCEL behind INVITE: {} cancelled (487), {} too late (200, BYE)",
+        outcomes[0], outcomes[1]
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while registry.bridge().ports_in_use() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(registry.bridge().ports_in_use(), 0, "no port left");
+    assert!(participants(&api, "lobby").await.is_empty());
+    assert!(participants(&api, "roles").await.is_empty());
+}
