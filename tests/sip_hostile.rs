@@ -580,6 +580,21 @@ async fn a_reinvite_with_another_codec_switches_the_leg_and_hold_still_works() {
     let before = leg(participants(&api, "codecs").await);
     assert_eq!(before["rtp"]["codec"], "pcmu", "{before}");
 
+    // DTMF on the joined leg (telephone-event, PT 101): three presses of three packets
+    // each are three digits, not payload-type junk.
+    for (press, event) in [1u8, 2, 11].into_iter().enumerate() {
+        for copy in 0..3u16 {
+            let mut packet = vec![0x80, 101, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+            packet[2..4].copy_from_slice(&(1000 + press as u16 * 3 + copy).to_be_bytes());
+            packet[4..8].copy_from_slice(&(50_000 + press as u32 * 1_600).to_be_bytes());
+            packet.extend_from_slice(&[event, if copy == 2 { 0x8a } else { 0x0a }, 0x03, 0x20]);
+            rtp.send_to(&packet, bridge_rtp).await.unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dtmf = leg(participants(&api, "codecs").await);
+    assert_eq!(dtmf["rtp"]["dtmf_digits"], 3, "{dtmf}");
+
     // PCMU -> PCMA: answered with PCMA on the same port; the leg's decoder and encoder follow.
     let r = uac.reinvite(&mut call, &with_codec(&pcmu, 8, "PCMA/8000")).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text);

@@ -200,6 +200,9 @@ pub struct JoinRequest {
     /// SRTP keys (SDES): the leg protects what it sends and drops what does not
     /// authenticate. `None`: plain RTP.
     pub srtp: Option<crate::srtp::SrtpKeys>,
+    /// The RFC 4733 `telephone-event` payload type negotiated (SDP): its packets are
+    /// counted as DTMF ([`LegStats::dtmf_digits`]), not dropped as a wrong payload type.
+    pub dtmf_payload_type: Option<u8>,
 }
 
 impl JoinRequest {
@@ -214,6 +217,7 @@ impl JoinRequest {
             locked: None,
             max_members: None,
             srtp: None,
+            dtmf_payload_type: None,
         }
     }
 }
@@ -852,9 +856,12 @@ impl ConferenceTask {
         let Some(leg) = self.legs.get_mut(&inbound.leg) else { return };
         match inbound.what {
             Received::Datagram(at, from, datagram) => {
-                let before = leg.stats.packets_in;
+                let (before, digits) = (leg.stats.packets_in, leg.stats.dtmf_digits);
                 let output = leg.handle_input(at, inbound.port, from, &datagram);
                 self.metrics.packets_in.increment(leg.stats.packets_in - before);
+                if leg.stats.dtmf_digits > digits {
+                    metrics::counter!("mixminus_dtmf_digits_total").increment(1);
+                }
                 if let Some(LegOutput::Latched(peer)) = output {
                     // From now on the kernel drops every other source before it costs
                     // anything; the peer's host keeps its reserved budget.
@@ -1069,6 +1076,7 @@ impl ConferenceTask {
         if let Some(keys) = &request.srtp {
             leg.use_srtp(keys)?;
         }
+        leg.dtmf_pt = request.dtmf_payload_type;
         let id = self.conference.join(request.options)?;
         let mut leg = leg;
         let sockets = [(Port::Rtp, leg.ports.rtp.clone()), (Port::Rtcp, leg.ports.rtcp.clone())];

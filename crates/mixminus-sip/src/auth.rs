@@ -277,7 +277,7 @@ mod tests {
         // Another method than the one signed: wrong.
         let right = parse(&respond("MD5", "alice", "wonderland", &nonce, "0000000a"));
         assert!(matches!(
-            auth.check("BYE", &[right.clone()], now),
+            auth.check("BYE", std::slice::from_ref(&right), now),
             AuthVerdict::Challenge { failed: true, .. }
         ));
         assert_eq!(auth.check("INVITE", &[right], now), AuthVerdict::Authorized("alice".into()));

@@ -62,7 +62,8 @@
 //! decisions as pure functions, which the fuzz target `sip_message` drives.
 //!
 //! Not done (see `docs/SIP.md`): TLS, other SRTP suites, a re-INVITE that moves the media
-//! or rekeys SRTP, DTMF on a joined leg as events.
+//! or rekeys SRTP, DTMF on a joined leg as events
+//! (it is counted, `rtp.dtmf_digits`).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
