@@ -674,6 +674,7 @@ fn authorization(algorithm: &str, user: &str, password: &str, nonce: &str, uri: 
 async fn digest_authentication_refuses_a_wrong_password_and_admits_the_right_one() {
     let mut config = SipConfig::default();
     config.auth_users = BTreeMap::from([("alice".to_owned(), Password::new("wonderland"))]);
+    config.auth_sha256 = true;
     let (api, server) = rig_with((16_340, 16_349), config).await;
     let sip = server.local_addr();
     create(&api, json!({"id": "secure"})).await;

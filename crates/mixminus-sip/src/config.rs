@@ -12,6 +12,7 @@
 //! invite_burst = 20             # ... that holds this many; INVITEs past it are dropped
 //! auth_realm = "mixminus"       # the digest realm callers authenticate in
 //! auth_nonce_secs = 300         # a nonce older than this is answered stale=true
+//! auth_sha256 = false           # also challenge with SHA-256, first (some clients fail on it)
 //! auth_users = { "1001" = "secret" }  # digest credentials; none: no authentication
 //! ```
 
@@ -51,6 +52,9 @@ pub struct SipConfig {
     pub auth_realm: String,
     /// Seconds a digest nonce is good for; older ones are answered `stale=true`.
     pub auth_nonce_secs: u64,
+    /// Challenge with SHA-256 (RFC 8760) before MD5; off by default, as some clients end
+    /// the call on a challenge they cannot answer instead of taking the next.
+    pub auth_sha256: bool,
 }
 
 /// A password from the configuration: never printed (its `Debug` says `***`).
@@ -90,6 +94,7 @@ impl Default for SipConfig {
             auth_users: BTreeMap::new(),
             auth_realm: "mixminus".to_owned(),
             auth_nonce_secs: 300,
+            auth_sha256: false,
         }
     }
 }

@@ -75,6 +75,7 @@ impl SipServer {
                 &config.auth_realm,
                 config.auth_users.clone(),
                 Duration::from_secs(config.auth_nonce_secs),
+                config.auth_sha256,
             )
         });
         let shared = Arc::new(Shared {
