@@ -60,7 +60,7 @@ async fn participants(api: &Server, conference: &str) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_sip_is_dropped_and_counted_bad_requests_are_refused_and_nothing_panics() {
+async fn malformed_sip_is_dropped_bad_requests_are_refused_and_nothing_panics() {
     let (api, server) = rig((16_200, 16_229), 10).await;
     let sip = server.local_addr();
     create(&api, json!({"id": "room"})).await;
@@ -85,19 +85,12 @@ async fn malformed_sip_is_dropped_and_counted_bad_requests_are_refused_and_nothi
     let ok = uac.options().await.expect("OPTIONS after junk");
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert!(ok.header("Allow").is_some_and(|a| a.contains("INVITE")), "{}", ok.text);
-    // Every datagram but the empty one (never sent) and the keep-alive is counted.
-    let counted =
-        common::leak::settle(8, Duration::from_secs(2), || server.stats().malformed).await;
-    assert_eq!(counted, 8, "malformed datagrams counted");
-    // A TCP stream that is not SIP is counted and closed; SIP over TCP still works after.
+    // A TCP stream that is not SIP is closed; SIP still works after.
     let mut tcp = tokio::net::TcpStream::connect(sip).await.unwrap();
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the server closes a stream that is not SIP");
-    let counted =
-        common::leak::settle(9, Duration::from_secs(2), || server.stats().malformed).await;
-    assert_eq!(counted, 9, "the bad stream counted");
     assert_eq!(uac.options().await.map(|r| r.status), Some(200));
 
     let (r, _) =

@@ -24,7 +24,7 @@ use crate::route::{route, Admission};
 pub enum Verdict {
     /// A keep-alive (`CRLF CRLF` or `CRLF`).
     KeepAlive,
-    /// Dropped and counted in `mixminus_sip_malformed_total` (the reason is its label).
+    /// Dropped (ezk's transports drop these before our layer sees them).
     Malformed(&'static str),
     /// A response: a transaction's business, or dropped as orphaned.
     Response,

@@ -56,9 +56,9 @@
 //! With `auth_users` configured, an INVITE must first answer a digest challenge
 //! ([`auth`]): `401` with SHA-256 and MD5 challenges, checked before routing.
 //!
-//! Malformed messages are dropped and counted (`mixminus_sip_malformed_total`): ezk's
-//! transports report what they drop through a hook of our vendored `ezk-sip-core`
-//! (`vendor/ezk-sip-core/README.mixminus.md`). [`decide`] holds the message path's
+//! Messages that do not parse, or lack the base headers a response needs, are dropped by
+//! ezk's transports before any layer sees them, and not counted: ezk 0.9 has no hook for
+//! them and its transports are private (see `docs/SIP.md`). [`decide`] holds the message path's
 //! decisions as pure functions, which the fuzz target `sip_message` drives.
 //!
 //! Not done (see `docs/SIP.md`): TLS, other SRTP suites, a re-INVITE that moves the media
@@ -80,4 +80,4 @@ pub mod route;
 mod server;
 
 pub use config::SipConfig;
-pub use server::{SipError, SipServer, SipStats};
+pub use server::{SipError, SipServer};

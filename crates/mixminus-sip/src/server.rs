@@ -2,12 +2,11 @@
 //! ours in front of them (rate limits, OPTIONS, the calls).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytesstr::BytesStr;
-use ezk_sip_core::{DropReason, Dropped, Endpoint, IncomingRequest, Layer, MayTake};
+use ezk_sip_core::{Endpoint, IncomingRequest, Layer, MayTake};
 use ezk_sip_types::{Method, Name, StatusCode};
 use ezk_sip_ua::dialog::DialogLayer;
 use ezk_sip_ua::invite::InviteLayer;
@@ -43,19 +42,6 @@ pub enum SipError {
 #[derive(Debug, Clone)]
 pub struct SipServer {
     local: SocketAddr,
-    shared: Arc<Shared>,
-}
-
-/// Counts since the SIP front started (the same as its Prometheus counters, for a caller
-/// without a metrics recorder).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SipStats {
-    /// Messages dropped because they do not parse, lack a Via, From, To, Call-ID or CSeq,
-    /// or broke a TCP stream (`mixminus_sip_malformed_total`).
-    pub malformed: u64,
-    /// Responses that matched no transaction (`mixminus_sip_orphaned_responses_total`).
-    pub orphaned_responses: u64,
 }
 
 impl SipServer {
@@ -78,15 +64,8 @@ impl SipServer {
                 config.auth_sha256,
             )
         });
-        let shared = Arc::new(Shared {
-            registry,
-            auth,
-            config,
-            limiter: Mutex::new(limiter),
-            malformed: AtomicU64::new(0),
-            orphaned_responses: AtomicU64::new(0),
-        });
-        builder.add_layer(CallLayer(shared.clone()));
+        let shared = Arc::new(Shared { registry, auth, config, limiter: Mutex::new(limiter) });
+        builder.add_layer(CallLayer(shared));
         let addr = if tcp && addr.port() == 0 { port_free_for_both(addr) } else { addr };
         let udp = builder.bind_udp(addr).await.map_err(|source| SipError::Bind { addr, source })?;
         let local = udp.bound();
@@ -100,15 +79,7 @@ impl SipServer {
         // The transports' tasks hold the endpoint from here on.
         let _endpoint = builder.build();
         tracing::info!(%local, tcp, "SIP listening");
-        Ok(Self { local, shared })
-    }
-
-    /// What the front has dropped so far.
-    pub fn stats(&self) -> SipStats {
-        SipStats {
-            malformed: self.shared.malformed.load(Ordering::Relaxed),
-            orphaned_responses: self.shared.orphaned_responses.load(Ordering::Relaxed),
-        }
+        Ok(Self { local })
     }
 
     /// The address SIP listens on (UDP, and TCP when on).
@@ -138,8 +109,6 @@ pub(crate) struct Shared {
     pub(crate) auth: Option<DigestAuth>,
     pub(crate) config: SipConfig,
     limiter: Mutex<RateLimiter>,
-    malformed: AtomicU64,
-    orphaned_responses: AtomicU64,
 }
 
 impl Shared {
@@ -166,27 +135,6 @@ impl Layer for CallLayer {
     fn init(&mut self, builder: &mut ezk_sip_core::EndpointBuilder) {
         builder.add_allow(Method::OPTIONS);
         builder.add_allow(Method::INFO);
-    }
-
-    fn dropped(&self, dropped: &Dropped<'_>) {
-        let reason = match dropped.reason {
-            DropReason::OrphanedResponse => {
-                // A late retransmission of a response we no longer wait for: not malformed.
-                self.0.orphaned_responses.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("mixminus_sip_orphaned_responses_total").increment(1);
-                return;
-            }
-            DropReason::Unparseable => "unparseable",
-            DropReason::MissingHeaders => "missing_headers",
-            DropReason::MalformedStream => "malformed_stream",
-            _ => "other",
-        };
-        self.0.malformed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("mixminus_sip_malformed_total", "reason" => reason,
-            "transport" => dropped.transport)
-        .increment(1);
-        tracing::debug!(source = %dropped.source, reason, len = dropped.bytes.len(),
-            "malformed SIP dropped");
     }
 
     async fn receive(&self, endpoint: &Endpoint, request: MayTake<'_, IncomingRequest>) {
