@@ -3,7 +3,7 @@
 //! (right, wrong, moderator, three wrong), BYE both ways, kick → BYE, refusals with their
 //! reason phrases, TCP, and an SRTP (SDES) call with its PIN.
 //!
-//! RTP ports 16000-16199 (below the ephemeral range; see `common`).
+//! RTP ports 16000-16199 and 16400-16449 (below the ephemeral range; see `common`).
 
 mod common;
 
@@ -27,12 +27,16 @@ struct Rig {
 }
 
 async fn rig(name: &str, ports: (u16, u16)) -> Rig {
+    rig_with(name, ports, SipConfig::default()).await
+}
+
+/// [`rig`] with this SIP configuration (`listen` and the PIN digit timeout set here).
+async fn rig_with(name: &str, ports: (u16, u16), mut sip: SipConfig) -> Rig {
     let mut config = BridgeConfig::default();
     config.rtp_ports = ports;
     config.inactivity_timeout = Some(Duration::from_secs(10));
     let registry = Registry::new(Bridge::new(config).unwrap(), 10);
     let api = Server::start(registry.clone(), Auth::default(), 64 * 1024).await;
-    let mut sip = SipConfig::default();
     sip.listen = Some("127.0.0.1:0".parse().unwrap());
     sip.pin_digit_timeout_secs = 2;
     let sip = SipServer::start(registry, sip).await.unwrap().local_addr();
@@ -318,4 +322,31 @@ async fn an_srtp_caller_hears_the_prompt_types_its_pin_and_is_mixed() {
     assert_eq!(rig.until_participants("secret", 1, Duration::from_secs(5)).await.len(), 1);
     rtp.stop();
     erin.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_authentication_with_baresip_admits_the_right_password_only() {
+    let mut sip = SipConfig::default();
+    sip.auth_users = std::collections::BTreeMap::from([(
+        "frank".to_owned(),
+        mixminus::sip::config::Password::new("s3cret"),
+    )]);
+    let rig = rig_with("auth", (16_400, 16_449), sip).await;
+    rig.put("/conferences", conference("guarded", json!({}))).await;
+    // MD5 only (the default): baresip 1.0 ends the call on a SHA-256 challenge.
+    let mut frank = Baresip::start(&rig.tmp, "frank", 660.0, ";auth_pass=s3cret").await;
+    frank.command("dial", &rig.uri("guarded")).await;
+    assert!(frank.wait_event("CALL_ESTABLISHED", Duration::from_secs(10)).await, "{}", frank.log());
+    assert_eq!(rig.until_participants("guarded", 1, Duration::from_secs(5)).await.len(), 1);
+    frank.command("hangup", "").await;
+    assert!(rig.until_participants("guarded", 0, Duration::from_secs(5)).await.is_empty());
+    frank.quit().await;
+
+    let mut eve =
+        Baresip::start(&rig.tmp, "frank-wrong", 660.0, ";auth_user=frank;auth_pass=guess").await;
+    eve.command("dial", &rig.uri("guarded")).await;
+    assert!(eve.wait_event("CALL_CLOSED", Duration::from_secs(10)).await, "{}", eve.log());
+    assert!(rig.participants("guarded").await.is_empty(), "a wrong password joins nobody");
+    assert!(eve.log().contains("401"), "{}", eve.log());
+    eve.quit().await;
 }

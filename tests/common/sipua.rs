@@ -10,6 +10,8 @@ use tokio::net::UdpSocket;
 pub struct Uac {
     pub socket: UdpSocket,
     pub server: SocketAddr,
+    /// Header lines (each ending `\r\n`) added to every request, e.g. `Authorization`.
+    pub extra_headers: String,
     n: u64,
 }
 
@@ -48,7 +50,12 @@ pub struct Dialog {
 impl Uac {
     /// A UAC bound to `bind` (e.g. `127.0.0.1:0`), talking to `server`.
     pub async fn new(bind: &str, server: SocketAddr) -> Uac {
-        Uac { socket: UdpSocket::bind(bind).await.unwrap(), server, n: 0 }
+        Uac {
+            socket: UdpSocket::bind(bind).await.unwrap(),
+            server,
+            extra_headers: String::new(),
+            n: 0,
+        }
     }
 
     pub fn local(&self) -> SocketAddr {
@@ -132,8 +139,9 @@ impl Uac {
             "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\n\
              Max-Forwards: 70\r\nFrom: \"Tester\" <sip:tester@{local}>;tag={from_tag}\r\nTo: {to}\r\n\
              Call-ID: {call_id}\r\nCSeq: {cseq} {cseq_method}\r\nContact: <sip:tester@{local}>\r\n\
-             {content}Content-Length: {}\r\n\r\n{body}",
-            body.len()
+             {extra}{content}Content-Length: {}\r\n\r\n{body}",
+            body.len(),
+            extra = self.extra_headers
         )
     }
 
@@ -145,6 +153,14 @@ impl Uac {
         let invite = self.request("INVITE", &uri, call_id, &from_tag, &to, 1, "INVITE", sdp);
         self.send_raw(invite.as_bytes()).await;
         let r = self.final_response(Duration::from_secs(5)).await.expect("no final response");
+        if r.status >= 300 {
+            let to = r.header("To").unwrap_or_default().to_owned();
+            let mut ack = self.request("ACK", &uri, call_id, &from_tag, &to, 1, "ACK", "");
+            if let (Some(ours), Some(invite)) = (branch(&ack), branch(&invite)) {
+                ack = ack.replacen(&ours, &invite, 1);
+            }
+            self.send_raw(ack.as_bytes()).await;
+        }
         (r, from_tag)
     }
 
@@ -246,7 +262,17 @@ impl Uac {
         dialog.cseq += 1;
         self.send_raw(invite.as_bytes()).await;
         let r = self.final_response(Duration::from_secs(5)).await?;
-        let ack = self.request("ACK", &target, &call_id, &from_tag, &to, cseq, "ACK", "");
+        let mut ack = self.request("ACK", &target, &call_id, &from_tag, &to, cseq, "ACK", "");
+        if r.status >= 300 {
+            // The ACK of a failure belongs to the INVITE's transaction: the same branch
+            // (RFC 3261 §17.1.1.3), else the server retransmits its failure.
+            let branch = |m: &str| {
+                m.split("branch=").nth(1).and_then(|b| b.split(';').next()).map(str::to_owned)
+            };
+            if let (Some(ours), Some(invite)) = (branch(&ack), branch(&invite)) {
+                ack = ack.replacen(&ours, &invite, 1);
+            }
+        }
         self.send_raw(ack.as_bytes()).await;
         Some(r)
     }
@@ -260,6 +286,12 @@ impl Uac {
         self.send_raw(req.as_bytes()).await;
         self.final_response(Duration::from_secs(3)).await
     }
+}
+
+/// The Via branch of a request. The ACK of a failure belongs to the INVITE's transaction:
+/// it reuses the branch (RFC 3261 §17.1.1.3), else the server retransmits its failure.
+fn branch(request: &str) -> Option<String> {
+    request.split("branch=").nth(1).and_then(|b| b.split(';').next()).map(str::to_owned)
 }
 
 /// An SDP offer of PCMU and telephone-event, receiving on `rtp`.

@@ -91,6 +91,7 @@ pub async fn admit(
         // Only what the answer echoes back is honoured, so the two never disagree.
         request.audio_level_ext = offer.audio_level_ext;
         request.rtcp_mux = offer.rtcp_mux;
+        request.dtmf_payload_type = offer.telephone_event;
         if let (Some((_, remote)), Some(local)) = (&offer.srtp, &body.srtp_local) {
             request.srtp = Some(SrtpKeys::new(remote.clone(), local.clone()));
         }

@@ -602,6 +602,7 @@ impl ConferenceEntry {
             "payload_type": leg.codec.payload_type,
             "rate": leg.codec.clock_rate,
             "ptime": leg.codec.ptime_ms,
+            "dtmf_digits": leg.stats.dtmf_digits,
         });
         if let (Some(remote), Value::Object(map)) = (leg.remote.or(leg.latched), &mut rtp) {
             map.insert("remote_ip".into(), remote.ip().to_string().into());

@@ -78,6 +78,10 @@ pub(crate) struct Leg {
     pub(crate) held: bool,
     /// SRTP (SDES) both ways, when the join had keys.
     srtp: Option<SrtpSession>,
+    /// The negotiated RFC 4733 `telephone-event` payload type, if any.
+    pub(crate) dtmf_pt: Option<u8>,
+    /// The RTP timestamp of the last DTMF press counted (one press, one timestamp).
+    dtmf_last: Option<u32>,
     /// RTCP: reception statistics, reports, the peer's reports about us.
     pub(crate) rtcp: RtcpSession,
     pub(crate) stats: LegStats,
@@ -168,6 +172,8 @@ impl Leg {
             reader: None,
             held: false,
             srtp: None,
+            dtmf_pt: None,
+            dtmf_last: None,
         })
     }
 
@@ -177,6 +183,29 @@ impl Leg {
         let session = SrtpSession::new(keys)
             .map_err(|_| RuntimeError::InvalidRequest("srtp: unusable key"))?;
         self.srtp = Some(session);
+        Ok(())
+    }
+
+    /// Switches the leg to `codec` (a re-INVITE's new offer): a new decoder and jitter
+    /// buffer at its clock rate; the outbound stream keeps its SSRC and sequence, marks the
+    /// change, and its timestamps step at the new rate. The tick picks the encoder by
+    /// [`Self::codec`], so the mix follows on the next frame.
+    pub(crate) fn change_codec(
+        &mut self,
+        codec: CodecParams,
+        jitter: JitterConfig,
+        conference_rate: u32,
+        frame_ms: u32,
+    ) -> Result<(), RuntimeError> {
+        let frame_samples = self.pcm.len();
+        self.decoder = new_decoder(&codec, conference_rate, frame_samples)?;
+        self.jitter = JitterBuffer::new(jitter, frame_ms, codec.clock_rate, frame_samples);
+        // The peer's packets at the old payload type are a new stream to the buffer.
+        self.seq = SequenceExtender::new();
+        self.ssrc_in = None;
+        self.out_ts_step = codec.clock_rate / 1000 * frame_ms;
+        self.out_marker = true;
+        self.codec = codec;
         Ok(())
     }
 
@@ -281,6 +310,17 @@ impl Leg {
                 return;
             }
         };
+        if Some(packet.payload_type()) == self.dtmf_pt {
+            // DTMF on a joined leg: counted as such, not as junk; the mix has no use for it.
+            self.stats.dtmf_packets += 1;
+            let is_key = packet.payload().first().is_some_and(|&event| event <= 15)
+                && packet.payload().len() >= 4;
+            if is_key && self.dtmf_last != Some(packet.timestamp()) {
+                self.dtmf_last = Some(packet.timestamp());
+                self.stats.dtmf_digits += 1;
+            }
+            return;
+        }
         if packet.payload_type() != self.codec.payload_type {
             self.stats.drop(DropReason::PayloadType);
             return;

@@ -208,6 +208,9 @@ pub struct JoinRequest {
     /// SRTP keys (SDES): the leg protects what it sends and drops what does not
     /// authenticate. `None`: plain RTP.
     pub srtp: Option<crate::srtp::SrtpKeys>,
+    /// The RFC 4733 `telephone-event` payload type negotiated (SDP): its packets are
+    /// counted as DTMF ([`LegStats::dtmf_digits`]), not dropped as a wrong payload type.
+    pub dtmf_payload_type: Option<u8>,
 }
 
 impl JoinRequest {
@@ -222,6 +225,7 @@ impl JoinRequest {
             locked: None,
             max_members: None,
             srtp: None,
+            dtmf_payload_type: None,
         }
     }
 }
@@ -538,6 +542,18 @@ impl ConferenceHandle {
         self.call(|reply| Command::Hold(id, held, reply)).await
     }
 
+    /// Switches `id`'s leg to `codec` (a SIP re-INVITE that offers another codec): its
+    /// decoder, jitter buffer and the encoder its mix comes from change; it stays the same
+    /// participant on the same ports. `codec.ptime_ms` must be the conference's frame
+    /// interval. Returns whether it changed (`false`: it had that codec already).
+    pub async fn set_codec(
+        &self,
+        id: ParticipantId,
+        codec: CodecParams,
+    ) -> Result<bool, RuntimeError> {
+        self.call(|reply| Command::Codec(id, codec, reply)).await
+    }
+
     /// The last published snapshot (after every command, every event, and every few ticks).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
@@ -614,6 +630,7 @@ enum Command {
     StartRecording(Box<RecordingRequest>, Reply<RecordingSnapshot>),
     StopRecording(Reply<crate::media::recorder::Finishing>),
     Hold(ParticipantId, bool, Reply<bool>),
+    Codec(ParticipantId, CodecParams, Reply<bool>),
     Stop(Reply<()>),
 }
 
@@ -847,9 +864,12 @@ impl ConferenceTask {
         let Some(leg) = self.legs.get_mut(&inbound.leg) else { return };
         match inbound.what {
             Received::Datagram(at, from, datagram) => {
-                let before = leg.stats.packets_in;
+                let (before, digits) = (leg.stats.packets_in, leg.stats.dtmf_digits);
                 let output = leg.handle_input(at, inbound.port, from, &datagram);
                 self.metrics.packets_in.increment(leg.stats.packets_in - before);
+                if leg.stats.dtmf_digits > digits {
+                    metrics::counter!("mixminus_dtmf_digits_total").increment(1);
+                }
                 if let Some(LegOutput::Latched(peer)) = output {
                     // From now on the kernel drops every other source before it costs
                     // anything; the peer's host keeps its reserved budget.
@@ -945,6 +965,21 @@ impl ConferenceTask {
                         true
                     }
                     _ => false,
+                });
+                self.answer(reply, r);
+            }
+            Command::Codec(id, codec, reply) => {
+                let core = &self.settings.core;
+                let (rate, frame_ms) = (core.sample_rate.hz(), core.frame.millis());
+                let jitter = self.bridge.config.jitter;
+                let r = self.check_public([&id]).and_then(|()| match self.legs.get_mut(&id) {
+                    _ if codec.ptime_ms != frame_ms => Err(RuntimeError::InvalidRequest(
+                        "ptime must equal the conference's frame interval",
+                    )),
+                    Some(leg) if leg.codec != codec => {
+                        leg.change_codec(codec, jitter, rate, frame_ms).map(|()| true)
+                    }
+                    _ => Ok(false),
                 });
                 self.answer(reply, r);
             }
@@ -1061,6 +1096,7 @@ impl ConferenceTask {
         if let Some(keys) = &request.srtp {
             leg.use_srtp(keys)?;
         }
+        leg.dtmf_pt = request.dtmf_payload_type;
         let id = self.conference.join(request.options)?;
         let mut leg = leg;
         let sockets = [(Port::Rtp, leg.ports.rtp.clone()), (Port::Rtcp, leg.ports.rtcp.clone())];

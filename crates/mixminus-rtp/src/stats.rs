@@ -90,6 +90,11 @@ pub struct LegStats {
     pub ssrc_changes: u64,
     /// RTCP packets received.
     pub rtcp_in: u64,
+    /// RFC 4733 `telephone-event` packets received on the negotiated payload type (DTMF,
+    /// counted here rather than dropped as a wrong payload type).
+    pub dtmf_packets: u64,
+    /// DTMF key presses among them (one per event timestamp).
+    pub dtmf_digits: u64,
     /// Dropped datagrams, by reason (indexed like [`DropReason::ALL`]).
     pub dropped: [u64; 11],
 }

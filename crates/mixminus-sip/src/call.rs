@@ -1,11 +1,11 @@
 //! One incoming call, from INVITE to BYE: route, answer, PIN, admit, stay, leave.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytesstr::BytesStr;
 use ezk_sip_core::{Endpoint, IncomingRequest, MayTake};
-use ezk_sip_types::header::typed::{Contact, ContentType};
+use ezk_sip_types::header::typed::{AuthResponse, Contact, ContentType};
 use ezk_sip_types::uri::{NameAddr, SipUri, SipUriUserPart};
 use ezk_sip_types::{Method, Name, StatusCode};
 use ezk_sip_ua::dialog::{Dialog, Usage};
@@ -19,6 +19,8 @@ use mixminus_rtp::sdp::{self, AudioOffer};
 use mixminus_rtp::srtp::{SrtpKey, SrtpKeys};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::auth::{AuthVerdict, DigestAuth};
+use crate::decide::{read_offer, request_user, OfferError};
 use crate::dtmf::info_digit;
 use crate::lobby::{collect_pin, Lobby};
 use crate::pin::{PinEntry, PinOutcome};
@@ -98,14 +100,47 @@ pub(crate) async fn refuse(endpoint: &Endpoint, mut request: IncomingRequest, re
     }
 }
 
+/// Answers `401 Unauthorized` with digest challenges (not counted as a refusal: it is the
+/// first half of every authenticated call).
+async fn challenge(
+    endpoint: &Endpoint,
+    mut invite: IncomingRequest,
+    auth: &DigestAuth,
+    stale: bool,
+) {
+    metrics::counter!("mixminus_sip_auth_challenges_total").increment(1);
+    let mut response = endpoint.create_response(&invite, StatusCode::UNAUTHORIZED, None);
+    for value in auth.challenges(SystemTime::now(), stale) {
+        response.msg.headers.insert(Name::WWW_AUTHENTICATE, BytesStr::from(value));
+    }
+    if let Err(error) = endpoint.create_server_inv_tsx(&mut invite).respond_failure(response).await
+    {
+        tracing::debug!(%error, "sending a challenge failed");
+    }
+}
+
 /// Handles one INVITE that starts a call, to its end.
 pub(crate) async fn run(shared: Arc<Shared>, endpoint: Endpoint, invite: IncomingRequest) {
     let started = Instant::now();
-    let user = match &invite.line.uri.user_part {
-        SipUriUserPart::User(user) => user.to_string(),
-        SipUriUserPart::UserPw(user) => user.user.to_string(),
-        SipUriUserPart::Empty => String::new(),
-    };
+    if let Some(auth) = &shared.auth {
+        let given = invite
+            .headers
+            .try_get::<Vec<AuthResponse>>(Name::AUTHORIZATION)
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        match auth.check("INVITE", &given, SystemTime::now()) {
+            AuthVerdict::Authorized(user) => {
+                tracing::debug!(%user, "SIP caller authenticated");
+            }
+            AuthVerdict::Challenge { stale, failed } => {
+                if failed {
+                    metrics::counter!("mixminus_sip_auth_failures_total").increment(1);
+                }
+                return challenge(&endpoint, invite, auth, stale).await;
+            }
+        }
+    }
+    let user = request_user(&invite.line.uri.user_part);
     // Route: the conferences of the accounts SIP serves, by id, then by number.
     let entries = shared.conferences();
     let docs: Vec<_> = entries.iter().map(|e| (e.clone(), e.doc())).collect();
@@ -124,24 +159,13 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: Endpoint, invite: Incomin
         }
     }
     let frame_ms = entry.doc().profile.interval.millis();
-    let offer = if invite.body.is_empty() {
-        None
-    } else {
-        let is_sdp = invite
-            .headers
-            .get_named::<ContentType>()
-            .is_ok_and(|t| t.0.trim().eq_ignore_ascii_case("application/sdp"));
-        let text = std::str::from_utf8(&invite.body).ok().filter(|_| is_sdp);
-        let Some(text) = text else {
+    let content_type = invite.headers.get_named::<ContentType>().ok().map(|t| t.0.to_string());
+    let offer = match read_offer(content_type.as_deref(), &invite.body, frame_ms) {
+        Ok(offer) => offer,
+        Err(OfferError::NotSdp) => {
             return refuse(&endpoint, invite, Refusal::UNSUPPORTED_BODY).await;
-        };
-        match AudioOffer::parse(text, frame_ms) {
-            Ok(offer) => Some((text.to_owned(), offer)),
-            Err(error) => {
-                tracing::info!(%error, "SIP offer refused");
-                return refuse(&endpoint, invite, Refusal::BAD_SDP).await;
-            }
         }
+        Err(OfferError::Unacceptable) => return refuse(&endpoint, invite, Refusal::BAD_SDP).await,
     };
     let caller = caller_of(&invite);
     let contact = match contact_for(&invite) {
@@ -294,7 +318,17 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: Endpoint, invite: Incomin
     let Some(id) = joined else { return };
     tracing::info!(conference = %entry.id(), participant = %id, call_id = %caller.call_id,
         setup_ms = started.elapsed().as_millis() as u64, "SIP call joined");
-    in_call(&entry, id, &mut session, &mut events, &answer, frame_ms).await;
+    let answering = Answering { local, session_id, key: srtp_local, codec: media.codec };
+    in_call(&entry, id, &mut session, &mut events, &answer, frame_ms, answering).await;
+}
+
+/// What a re-INVITE's answer is made from: our media address, the SDP session, the SRTP
+/// key we gave, the codec the leg has now.
+struct Answering {
+    local: std::net::SocketAddr,
+    session_id: u64,
+    key: Option<SrtpKey>,
+    codec: mixminus_rtp::CodecParams,
 }
 
 /// The call is in the conference: BYE either way, kick, re-INVITE, the conference ending.
@@ -305,6 +339,7 @@ async fn in_call(
     events: &mut broadcast::Receiver<Event>,
     answer: &str,
     frame_ms: u32,
+    mut answering: Answering,
 ) {
     let mut answer = answer.to_owned();
     let mut version = 1u64;
@@ -334,18 +369,61 @@ async fn in_call(
                 return leave(entry, Some(id)).await;
             }
             Next::Session(Ok(InviteSessionEvent::ReInviteReceived(reinvite))) => {
-                // Same media; a new offer's direction holds or resumes the call.
+                // A new offer: its direction holds or resumes the call, its codec (when
+                // another) switches the leg; no offer: the same answer again.
                 let offer = std::str::from_utf8(&reinvite.invite.body)
                     .ok()
                     .filter(|b| !b.trim().is_empty())
-                    .and_then(|b| AudioOffer::parse(b, frame_ms).ok());
-                if let Some(offer) = &offer {
-                    let held = !offer.direction.offerer_receives();
-                    if let Ok(true) = entry.handle().set_held(id, held).await {
-                        tracing::info!(participant = %id, held, "SIP hold");
+                    .map(|b| AudioOffer::parse(b, frame_ms));
+                let mut status = StatusCode::OK;
+                match offer {
+                    Some(Ok(offer)) => {
+                        let codec_changed = offer.codec != answering.codec;
+                        let switched = if codec_changed {
+                            entry.handle().set_codec(id, offer.codec).await
+                        } else {
+                            Ok(false)
+                        };
+                        match switched {
+                            Ok(switched) => {
+                                if switched {
+                                    tracing::info!(participant = %id,
+                                        codec = ?offer.codec.kind, "SIP codec change");
+                                    metrics::counter!("mixminus_sip_codec_changes_total")
+                                        .increment(1);
+                                }
+                                answering.codec = offer.codec;
+                                let held = !offer.direction.offerer_receives();
+                                if let Ok(true) = entry.handle().set_held(id, held).await {
+                                    tracing::info!(participant = %id, held, "SIP hold");
+                                }
+                                version += 1;
+                                let fresh = offer.answer_with_key(
+                                    answering.local,
+                                    answering.session_id,
+                                    answering.key.as_ref(),
+                                );
+                                answer = reanswer(&fresh, offer.direction.answered(), version);
+                            }
+                            Err(error) => {
+                                tracing::info!(%error, "re-INVITE codec refused");
+                                status = StatusCode::from(488);
+                            }
+                        }
                     }
-                    version += 1;
-                    answer = reanswer(&answer, offer.direction.answered(), version);
+                    Some(Err(error)) => {
+                        tracing::info!(%error, "re-INVITE offer refused");
+                        status = StatusCode::from(488);
+                    }
+                    None => {}
+                }
+                if status != StatusCode::OK {
+                    // RFC 3261 §14.2: a refused re-INVITE leaves the session as it was.
+                    let response = session.dialog.create_response(&reinvite.invite, status, None);
+                    if let Ok(response) = response {
+                        let _ = reinvite.transaction.respond_failure(response).await;
+                    }
+                    continue;
                 }
                 let response =
                     session.dialog.create_response(&reinvite.invite, StatusCode::OK, None);

@@ -10,8 +10,13 @@
 //! pin_timeout_secs = 60         # no right PIN by then: the call ends
 //! invites_per_second = 10       # per source address (a token bucket) ...
 //! invite_burst = 20             # ... that holds this many; INVITEs past it are dropped
+//! auth_realm = "mixminus"       # the digest realm callers authenticate in
+//! auth_nonce_secs = 300         # a nonce older than this is answered stale=true
+//! auth_sha256 = false           # also challenge with SHA-256, first (some clients fail on it)
+//! auth_users = { "1001" = "secret" }  # digest credentials; none: no authentication
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -40,6 +45,39 @@ pub struct SipConfig {
     pub invites_per_second: u32,
     /// INVITEs a source may send at once (token bucket size).
     pub invite_burst: u32,
+    /// Digest credentials (user name → password) callers must give; empty: no
+    /// authentication.
+    pub auth_users: BTreeMap<String, Password>,
+    /// The digest realm.
+    pub auth_realm: String,
+    /// Seconds a digest nonce is good for; older ones are answered `stale=true`.
+    pub auth_nonce_secs: u64,
+    /// Challenge with SHA-256 (RFC 8760) before MD5; off by default, as some clients end
+    /// the call on a challenge they cannot answer instead of taking the next.
+    pub auth_sha256: bool,
+}
+
+/// A password from the configuration: never printed (its `Debug` says `***`).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// A password.
+    pub fn new(password: &str) -> Self {
+        Self(password.to_owned())
+    }
+
+    /// The password itself, for hashing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl Default for SipConfig {
@@ -53,6 +91,10 @@ impl Default for SipConfig {
             pin_timeout_secs: 60,
             invites_per_second: 10,
             invite_burst: 20,
+            auth_users: BTreeMap::new(),
+            auth_realm: "mixminus".to_owned(),
+            auth_nonce_secs: 300,
+            auth_sha256: false,
         }
     }
 }
@@ -80,6 +122,13 @@ impl SipConfig {
         }
         if self.invites_per_second == 0 || self.invite_burst == 0 {
             return Err(SipConfigError::Invalid("invites_per_second and invite_burst must be > 0"));
+        }
+        if !(10..=86_400).contains(&self.auth_nonce_secs) {
+            return Err(SipConfigError::Invalid("auth_nonce_secs must be 10..=86400"));
+        }
+        let quoted_safe = |s: &str| !s.is_empty() && !s.contains(['"', '\\', '\r', '\n']);
+        if !quoted_safe(&self.auth_realm) {
+            return Err(SipConfigError::Invalid("auth_realm must be non-empty, without quotes"));
         }
         Ok(())
     }
@@ -111,6 +160,8 @@ mod tests {
         let config: SipConfig = toml::from_str(&toml_text).unwrap();
         assert_eq!(config.listen, Some("127.0.0.1:5060".parse().unwrap()));
         assert_eq!(config.accounts, vec!["acc1".to_string()]);
+        assert_eq!(config.auth_users.get("1001"), Some(&Password::new("secret")));
+        assert_eq!(format!("{config:?}").matches("secret").count(), 0, "passwords not printed");
         config.validate().unwrap();
         assert!(toml::from_str::<SipConfig>("colour = 1").is_err());
         let bad = SipConfig { pin_attempts: 0, ..SipConfig::default() };

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytesstr::BytesStr;
 use ezk_sip_core::{Endpoint, IncomingRequest, Layer, MayTake};
@@ -13,6 +13,7 @@ use ezk_sip_ua::invite::InviteLayer;
 use mixminus_control::registry::ConferenceEntry;
 use mixminus_control::Registry;
 
+use crate::auth::DigestAuth;
 use crate::call::{self, Refusal};
 use crate::config::SipConfig;
 use crate::limit::RateLimiter;
@@ -55,11 +56,16 @@ impl SipServer {
         builder.add_layer(InviteLayer::default());
         let tcp = config.tcp;
         let limiter = RateLimiter::new(config.invites_per_second, config.invite_burst);
-        builder.add_layer(CallLayer(Arc::new(Shared {
-            registry,
-            config,
-            limiter: Mutex::new(limiter),
-        })));
+        let auth = (!config.auth_users.is_empty()).then(|| {
+            DigestAuth::new(
+                &config.auth_realm,
+                config.auth_users.clone(),
+                Duration::from_secs(config.auth_nonce_secs),
+                config.auth_sha256,
+            )
+        });
+        let shared = Arc::new(Shared { registry, auth, config, limiter: Mutex::new(limiter) });
+        builder.add_layer(CallLayer(shared));
         let addr = if tcp && addr.port() == 0 { port_free_for_both(addr) } else { addr };
         let udp = builder.bind_udp(addr).await.map_err(|source| SipError::Bind { addr, source })?;
         let local = udp.bound();
@@ -99,6 +105,8 @@ fn port_free_for_both(addr: SocketAddr) -> SocketAddr {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) registry: Registry,
+    /// Digest authentication of callers, when configured.
+    pub(crate) auth: Option<DigestAuth>,
     pub(crate) config: SipConfig,
     limiter: Mutex<RateLimiter>,
 }
