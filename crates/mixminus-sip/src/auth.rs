@@ -7,8 +7,9 @@
 //! SHA-256 is not the default because deployed clients fail on it: Debian's baresip 1.0
 //! ends the call ("Function not implemented") instead of skipping to MD5. Either answer
 //! is accepted. Nonces are stateless:
-//! the time they were made and a keyed hash of it (a random per-process key), so any
-//! instance of the front checks them without a table, and one older than
+//! the time they were made and a keyed hash of it (a random per-process key), so the front
+//! checks them without a table (a nonce from another process, or from before a restart, is
+//! challenged again), and one older than
 //! `auth_nonce_secs` gets a new challenge with `stale=true` (the client retries without
 //! asking its user). A nonce may be reused until then: replay of a captured INVITE within
 //! that window is possible, as with every stateless-nonce server; a digest never crosses
