@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::codec::{new_decoder, new_encoder, CodecKind, CodecParams, CodecSettings};
 use crate::dsp::SineGenerator;
+use crate::packet::AudioLevel;
 use crate::RuntimeError;
 
 /// What a [`WebRtcToneClient`] sends and how it listens.
@@ -28,9 +29,9 @@ use crate::RuntimeError;
 pub struct WebRtcClientConfig {
     /// The tone it says (48 kHz Opus, 20 ms frames); `None` = silence.
     pub tone_hz: Option<f32>,
-    /// Opus frames (20 ms each) sent in a loop instead of encoding: a load generator's
-    /// way to cost little. Overrides `tone_hz`.
-    pub frames: Option<Arc<Vec<Vec<u8>>>>,
+    /// Opus frames (20 ms each) with their RFC 6464 levels, sent in a loop instead of
+    /// encoding: a load generator's way to cost little. Overrides `tone_hz`.
+    pub frames: Option<Arc<Vec<(Vec<u8>, AudioLevel)>>>,
     /// Decode what comes back (for [`WebRtcToneClient::tone_levels`]); off, it only counts.
     pub decode: bool,
     /// How much decoded audio it keeps for analysis.
@@ -190,7 +191,7 @@ struct Run {
     local: SocketAddr,
     mid: Mid,
     sine: Option<SineGenerator>,
-    frames: Option<Arc<Vec<Vec<u8>>>>,
+    frames: Option<Arc<Vec<(Vec<u8>, AudioLevel)>>>,
     encoder: Option<Box<dyn crate::codec::AudioEncoder + Send>>,
     decoder: Option<Box<dyn crate::codec::AudioDecoder + Send>>,
     keep: usize,
@@ -228,8 +229,14 @@ impl Run {
                     if !self.shared.connected.load(Ordering::Relaxed) {
                         continue;
                     }
+                    // A tone is always voice, at the level a browser would give −12 dBFS.
+                    let mut level = AudioLevel { level_dbov: 15, voice: true };
                     let data: &[u8] = match (&self.frames, self.encoder.as_mut()) {
-                        (Some(frames), _) if !frames.is_empty() => &frames[index as usize % frames.len()],
+                        (Some(frames), _) if !frames.is_empty() => {
+                            let (payload, frame_level) = &frames[index as usize % frames.len()];
+                            level = *frame_level;
+                            payload
+                        }
                         (_, Some(encoder)) => {
                             match self.sine.as_mut() {
                                 Some(sine) => sine.fill(&mut pcm),
@@ -242,7 +249,7 @@ impl Run {
                     };
                     let Some(writer) = self.rtc.writer(self.mid) else { continue };
                     let Some(pt) = writer.payload_params().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt()) else { continue };
-                    if writer.audio_level(-20, true).write(pt, Instant::now(), time, data).is_ok() {
+                    if writer.audio_level(-(level.level_dbov.min(127) as i8), level.voice).write(pt, Instant::now(), time, data).is_ok() {
                         self.shared.sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
