@@ -489,7 +489,7 @@ fn measure(
     tag: &str,
 ) -> anyhow::Result<RunResult> {
     // The WebRTC participants say the quiet loop, as the RTP listeners do.
-    let quiet: Arc<Vec<(Vec<u8>, mixminus_rtp::AudioLevel)>> =
+    let quiet: mixminus_rtp::webrtc_client::OpusLoop =
         Arc::new(payloads.quiet.iter().map(|f| (f.payload.clone(), f.level)).collect());
     let sockets = Sockets::bind(n, plan.generator_ports.0, plan.generator_ports.1)?;
     let locals = sockets.addrs()?;

@@ -23,6 +23,10 @@ use crate::dsp::SineGenerator;
 use crate::packet::AudioLevel;
 use crate::RuntimeError;
 
+/// Pre-encoded Opus frames with their RFC 6464 levels, shared by the clients that replay
+/// them.
+pub type OpusLoop = Arc<Vec<(Vec<u8>, AudioLevel)>>;
+
 /// What a [`WebRtcToneClient`] sends and how it listens.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -31,7 +35,7 @@ pub struct WebRtcClientConfig {
     pub tone_hz: Option<f32>,
     /// Opus frames (20 ms each) with their RFC 6464 levels, sent in a loop instead of
     /// encoding: a load generator's way to cost little. Overrides `tone_hz`.
-    pub frames: Option<Arc<Vec<(Vec<u8>, AudioLevel)>>>,
+    pub frames: Option<OpusLoop>,
     /// Decode what comes back (for [`WebRtcToneClient::tone_levels`]); off, it only counts.
     pub decode: bool,
     /// How much decoded audio it keeps for analysis.
@@ -191,7 +195,7 @@ struct Run {
     local: SocketAddr,
     mid: Mid,
     sine: Option<SineGenerator>,
-    frames: Option<Arc<Vec<(Vec<u8>, AudioLevel)>>>,
+    frames: Option<OpusLoop>,
     encoder: Option<Box<dyn crate::codec::AudioEncoder + Send>>,
     decoder: Option<Box<dyn crate::codec::AudioDecoder + Send>>,
     keep: usize,
