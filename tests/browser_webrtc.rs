@@ -8,7 +8,8 @@
 //! participant from its decoded audio. Then the matrix is clicked on browser A's page:
 //! A deaf to B removes exactly B's tone from A's WebAudio; the RTP listener deaf to A removes
 //! exactly A's tone at the RTP client; clicking the cells back to `hears` brings both back.
-//! Browser B leaves (WHIP `DELETE`) and is gone from the conference.
+//! Browser B leaves (WHIP `DELETE`) and is gone from the conference. Then the API kicks
+//! browser A: A's page sees its PeerConnection end, and A is gone.
 //!
 //! `MIXMINUS_SCREENSHOTS=docs/ui cargo test --test browser_webrtc` writes the screenshot
 //! in docs/ui/.
@@ -246,6 +247,32 @@ async fn two_browsers_and_a_phone_through_the_matrix() {
     }
     assert!(a.find(Locator::Id(&format!("p-{b_id}"))).await.is_err(), "B gone from A's page");
     println!("A's page: {}", text(&a, "browser-hearing").await);
+
+    // The API's kick of A closes A's PeerConnection: the bridge sends DTLS close_notify and
+    // stops answering, and A's page sees the connection end. A leaves the conference.
+    put(&server, &format!("{participants}/{a_id}"), json!({"data": {"action": "kick"}})).await;
+    let mut state = String::new();
+    for _ in 0..300 {
+        state = a
+            .find(Locator::Id("join-status"))
+            .await
+            .unwrap()
+            .attr("data-state")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        if ["closed", "failed", "disconnected"].contains(&state.as_str()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ["closed", "failed", "disconnected"].contains(&state.as_str()),
+        "A's PeerConnection after the kick: {state}"
+    );
+    println!("A's PeerConnection after the kick: {state}");
+    let list = server.call("GET", &participants, Some(TOKEN), None).await;
+    assert_eq!(list.json["data"].as_array().map(Vec::len), Some(1), "{}", list.text);
 
     a.close().await.unwrap();
     b.close().await.unwrap();

@@ -174,6 +174,18 @@ impl Target for Mixminus {
         true
     }
 
+    fn whip(&mut self, offer: &str) -> anyhow::Result<String> {
+        let path = format!("/v2/accounts/{ACCOUNT}/conferences/{}/whip", self.conference);
+        let response = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token))
+            .set("Content-Type", "application/sdp")
+            .send_string(offer)
+            .map_err(|e| anyhow::anyhow!("POST {path}: {e}"))?;
+        Ok(response.into_string()?)
+    }
+
     fn metrics(&mut self) -> anyhow::Result<Option<BridgeMetrics>> {
         let text = self
             .agent

@@ -23,7 +23,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context};
+use mixminus_rtp::webrtc_client::{WebRtcClientConfig, WebRtcToneClient};
 
 use generator::{Generator, SendOptions, Sockets, Window};
 use media::Payloads;
@@ -159,6 +162,13 @@ pub(crate) struct BenchArgs {
     /// The Python that has numpy and pesq (scripts/install-bench-deps.sh).
     #[arg(long, default_value = "python3")]
     python: PathBuf,
+    /// Measure what a WebRTC participant costs the bridge next to an RTP one, instead of
+    /// the sweep: for each N of --participants (mixminus, the first --modes), three fresh
+    /// bridges: N RTP participants; N + W RTP; N RTP + W WebRTC (str0m clients in this
+    /// process: WHIP, ICE, DTLS, then the quiet loop's pre-encoded Opus over SRTP). Writes
+    /// webrtc.md into --out.
+    #[arg(long, default_value_t = 0)]
+    webrtc: usize,
 }
 
 /// A bridge under test.
@@ -213,6 +223,11 @@ pub(crate) trait Target {
     fn supports_relationships(&self) -> bool;
     /// The bridge's own counters, where it has them.
     fn metrics(&mut self) -> anyhow::Result<Option<BridgeMetrics>>;
+    /// Joins a WebRTC participant through WHIP: its SDP offer in, the answer out.
+    fn whip(&mut self, offer: &str) -> anyhow::Result<String> {
+        let _ = offer;
+        bail!("this bridge takes no WHIP participants")
+    }
     /// Ends the conference and the process (if the harness started it).
     fn stop(&mut self) -> anyhow::Result<()>;
 }
@@ -271,6 +286,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.quality {
         let mut bridges = QualityBridges { args: &args, plan: &plan };
         return quality::run(&args, &mut bridges);
+    }
+    if args.webrtc > 0 {
+        return webrtc_cost(&args, &plan);
     }
     let total = plan.points.len();
     eprintln!(
@@ -455,7 +473,7 @@ fn run_point(
     let payloads = Payloads::encode(args.talkers, args.quiet_dbov, mode == Mode::Dtx)?;
     let stem = format!("{}-{}-{n}", kind.name(), mode.name());
     let mut target = start_target(args, plan, kind, mode, &stem, serde_json::Map::new())?;
-    let outcome = measure(args, plan, target.as_mut(), kind, mode, n, payloads, tag);
+    let outcome = measure(args, plan, target.as_mut(), kind, mode, (n, 0), payloads, tag);
     let stopped = target.stop();
     let result = outcome?;
     stopped.context("stopping the bridge")?;
@@ -469,10 +487,13 @@ fn measure(
     target: &mut dyn Target,
     kind: TargetKind,
     mode: Mode,
-    n: usize,
+    (n, webrtc): (usize, usize),
     payloads: Payloads,
     tag: &str,
 ) -> anyhow::Result<RunResult> {
+    // The WebRTC participants say the quiet loop, as the RTP listeners do.
+    let quiet: mixminus_rtp::webrtc_client::OpusLoop =
+        Arc::new(payloads.quiet.iter().map(|f| (f.payload.clone(), f.level)).collect());
     let sockets = Sockets::bind(n, plan.generator_ports.0, plan.generator_ports.1)?;
     let locals = sockets.addrs()?;
     let mut ids = Vec::with_capacity(n);
@@ -488,6 +509,31 @@ fn measure(
             eprintln!("{tag}: joined {}/{n}", i + 1);
             last_progress = Instant::now();
         }
+    }
+    // Their own runtime in this process (one thread): each client a task with its `Rtc`.
+    let clients_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-webrtc")
+        .enable_all()
+        .build()?;
+    let mut clients = Vec::with_capacity(webrtc);
+    for i in 0..webrtc {
+        let mut config = WebRtcClientConfig::new(None);
+        config.frames = Some(quiet.clone());
+        config.decode = false;
+        let bind: SocketAddr = "127.0.0.1:0".parse()?;
+        let (pending, offer) = clients_runtime.block_on(WebRtcToneClient::offer(config, bind))?;
+        let answer = target.whip(&offer).with_context(|| format!("WHIP for client {i}"))?;
+        let _entered = clients_runtime.enter();
+        clients.push(pending.start(&answer)?);
+    }
+    let connecting = Instant::now() + Duration::from_secs(20);
+    while clients.iter().any(|c| !c.is_connected()) {
+        if Instant::now() > connecting {
+            let up = clients.iter().filter(|c| c.is_connected()).count();
+            bail!("{up} of {webrtc} WebRTC clients connected within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     let join_seconds = joining.elapsed().as_secs_f64();
     let mut related = 0;
@@ -542,6 +588,16 @@ fn measure(
     // Let the last frames in flight arrive before stopping.
     std::thread::sleep(Duration::from_millis(200));
     let received = generator.stop()?;
+    let webrtc_sent: u64 = clients.iter().map(|c| c.packets_sent()).sum();
+    let webrtc_heard: u64 = clients.iter().map(|c| c.packets_received()).sum();
+    if webrtc > 0 {
+        eprintln!("{tag}: WebRTC clients sent {webrtc_sent} frames and heard {webrtc_heard}");
+        if clients.iter().any(|c| c.packets_received() == 0 || c.is_closed()) {
+            bail!("a WebRTC client heard nothing or was closed");
+        }
+    }
+    drop(clients);
+    clients_runtime.shutdown_background();
     let cores = match (cpu0, cpu1) {
         (Some(a), Some(b)) => Some(a.cores_until(&b)),
         _ => None,
@@ -562,6 +618,60 @@ fn measure(
         received,
         load,
     }))
+}
+
+/// `--webrtc W`: per N, the bridge's CPU with N RTP participants, with N + W RTP, and with
+/// N RTP + W WebRTC, each a fresh bridge; the marginal cost of one more RTP participant and
+/// of one more WebRTC participant, measured in the same run.
+fn webrtc_cost(args: &BenchArgs, plan: &Plan) -> anyhow::Result<ExitCode> {
+    let w = args.webrtc;
+    let mode = args.modes.first().copied().unwrap_or(Mode::AudioLevel);
+    let kind = TargetKind::Mixminus;
+    let mut table = format!(
+        "Bridge CPU (% of one core), mode {}, {} talkers, {} s measured per point; W = {w}\n\n\
+         | N | N RTP | N + W RTP | N RTP + W WebRTC | one more RTP | one more WebRTC | \
+         WebRTC / RTP | late ticks | load average |\n|---|---|---|---|---|---|---|---|---|\n",
+        mode.name(),
+        args.talkers,
+        args.duration
+    );
+    let mut participants = args.participants.clone();
+    participants.sort_unstable();
+    participants.dedup();
+    for &n in &participants {
+        let mut cpu = Vec::new();
+        let mut late = 0.0;
+        let mut load = 0.0;
+        for (rtp, webrtc, name) in [(n, 0, "rtp"), (n + w, 0, "rtp+w"), (n, w, "webrtc+w")] {
+            let tag = format!("webrtc-cost N={n} {name}");
+            eprintln!("{tag}: starting");
+            let payloads = Payloads::encode(args.talkers, args.quiet_dbov, mode == Mode::Dtx)?;
+            let stem = format!("webrtc-cost-{n}-{name}");
+            let mut target = start_target(args, plan, kind, mode, &stem, serde_json::Map::new())?;
+            let outcome =
+                measure(args, plan, target.as_mut(), kind, mode, (rtp, webrtc), payloads, &tag);
+            let stopped = target.stop();
+            let result = outcome?;
+            stopped.context("stopping the bridge")?;
+            eprintln!("{tag}: {}", result.one_line());
+            cpu.push(result.cpu_cores * 100.0);
+            late += result.late_ticks();
+            load += result.load / 3.0;
+        }
+        let more_rtp = (cpu[1] - cpu[0]) / w as f64;
+        let more_webrtc = (cpu[2] - cpu[0]) / w as f64;
+        table.push_str(&format!(
+            "| {n} | {:.1} | {:.1} | {:.1} | {more_rtp:.3} | {more_webrtc:.3} | {:.1}× | {late:.0} | {load:.2} |\n",
+            cpu[0],
+            cpu[1],
+            cpu[2],
+            more_webrtc / more_rtp.max(1e-9),
+        ));
+    }
+    println!("{table}");
+    std::fs::write(args.out.join("webrtc.md"), &table)?;
+    eprintln!("wrote {}", args.out.join("webrtc.md").display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Polls `probe` every `poll` until it succeeds, failing if the bridge process it started

@@ -60,7 +60,7 @@ pub(crate) struct RunResult {
     latency_max_ms: f64,
     latency_samples: usize,
     heard_talkers: Option<usize>,
-    load: f64,
+    pub(crate) load: f64,
 }
 
 impl RunResult {
@@ -122,6 +122,11 @@ impl RunResult {
             heard_talkers: r.heard_talkers,
             load: input.load,
         }
+    }
+
+    /// Late ticks while measuring (0 where the bridge does not count them).
+    pub(crate) fn late_ticks(&self) -> f64 {
+        self.late_ticks.unwrap_or(0.0)
     }
 
     /// Participants per core at this point.

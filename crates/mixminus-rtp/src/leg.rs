@@ -16,6 +16,7 @@ use crate::rtcp::{NtpClock, RtcpSession};
 use crate::seq::SequenceExtender;
 use crate::srtp::{SrtpKeys, SrtpSession};
 use crate::stats::{DropReason, LegStats};
+use crate::webrtc::{WebRtcEnd, WebRtcTransport};
 use crate::RuntimeError;
 
 /// Larger datagrams are dropped: no audio frame needs more.
@@ -88,6 +89,8 @@ pub(crate) struct Leg {
     /// The readers of its sockets (the runtime starts them once the leg has an id);
     /// dropping the leg stops them.
     pub(crate) reader: Option<ReaderLink>,
+    /// A WebRTC leg's transport (ICE, DTLS-SRTP, RTCP: str0m); `None` for RTP.
+    pub(crate) webrtc: Option<Box<WebRtcTransport>>,
 }
 
 /// What the runtime must do after [`Leg::handle_input`].
@@ -96,6 +99,9 @@ pub(crate) enum LegOutput {
     /// The leg latched onto this source: connect the RTP socket to it, so the kernel drops
     /// every other source.
     Latched(SocketAddr),
+    /// A WebRTC leg's peer passed ICE and DTLS: its host gets the reader's peer budget (the
+    /// socket stays unconnected: ICE may move to another candidate pair).
+    Verified(SocketAddr),
 }
 
 impl Leg {
@@ -174,6 +180,7 @@ impl Leg {
             srtp: None,
             dtmf_pt: None,
             dtmf_last: None,
+            webrtc: None,
         })
     }
 
@@ -228,6 +235,11 @@ impl Leg {
     /// peer's first packet it sends nothing, so a join naming a third party's address makes
     /// the bridge send that party nothing at all. Called every tick, before sending.
     pub(crate) fn refresh_consent(&mut self, now: Instant) {
+        if let Some(webrtc) = &self.webrtc {
+            // WebRTC: ICE consent (RFC 7675, kept by str0m) is the rule.
+            self.consent = webrtc.connected();
+            return;
+        }
         self.consent =
             self.last_rx.is_some_and(|last| now.saturating_duration_since(last) < CONSENT_WINDOW);
     }
@@ -245,6 +257,9 @@ impl Leg {
         if datagram.len() > MAX_DATAGRAM {
             self.stats.drop(DropReason::Oversized);
             return None;
+        }
+        if self.webrtc.is_some() {
+            return self.webrtc_input(now, port, from, datagram);
         }
         // SRTP: authenticated and decrypted before anything else reads it.
         let plain;
@@ -277,6 +292,97 @@ impl Leg {
         match self.latched {
             Some(peer) if latched => Some(LegOutput::Latched(peer)),
             _ => None,
+        }
+    }
+
+    /// A WebRTC leg's datagram: to str0m, and the Opus frames it yields to the jitter buffer.
+    fn webrtc_input(
+        &mut self,
+        now: Instant,
+        port: Port,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Option<LegOutput> {
+        let webrtc = self.webrtc.as_mut()?;
+        // Everything is multiplexed on the RTP port; the odd port is reserved, not used.
+        if port == Port::Rtcp {
+            self.stats.drop(DropReason::WrongSource);
+            return None;
+        }
+        if !webrtc.receive(now, from, datagram) {
+            self.stats.drop(DropReason::Malformed);
+            return None;
+        }
+        self.last_rx = Some(now);
+        self.pump_webrtc();
+        let webrtc = self.webrtc.as_mut()?;
+        let verified = webrtc.take_verified()?;
+        self.latched = Some(verified);
+        Some(LegOutput::Verified(verified))
+    }
+
+    /// Drains the WebRTC transport: its datagrams out, its Opus frames into the jitter
+    /// buffer.
+    fn pump_webrtc(&mut self) {
+        loop {
+            let (Some(webrtc), socket) = (self.webrtc.as_mut(), &self.ports.rtp) else { return };
+            let Some(data) = webrtc.poll(socket) else { return };
+            self.on_webrtc_frame(data);
+        }
+    }
+
+    /// One decrypted Opus frame from str0m, with its arrival time and RFC 6464 level: the
+    /// same path as an RTP leg's payload from here.
+    fn on_webrtc_frame(&mut self, data: str0m::media::MediaData) {
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += data.data.len() as u64;
+        // str0m's sequence numbers are already extended to 64 bits.
+        let ext_seq = **data.seq_range.start();
+        // Browsers always send the level; a frame without one is taken as talking.
+        let level = data.ext_vals.audio_level.map(|l| l.unsigned_abs());
+        self.last_audio_level = level;
+        let silent = level.is_some_and(|l| l >= SILENT_DBOV)
+            && !data.ext_vals.voice_activity.unwrap_or(true);
+        // str0m hands the frame over in its own `Arc<[u8]>`: kept, not copied.
+        let payload = if silent { Bytes::new() } else { Bytes::from_owner(data.data) };
+        // Opus's RTP clock is 48 kHz, str0m's audio time base: the low 32 bits of the
+        // extended media time are the RTP timestamp.
+        let timestamp = data.time.numer() as u32;
+        match self.jitter.insert(data.network_time, ext_seq, timestamp, payload) {
+            InsertOutcome::Accepted | InsertOutcome::Resync => {}
+            InsertOutcome::Duplicate => self.stats.drop(DropReason::Duplicate),
+            InsertOutcome::Late => self.stats.drop(DropReason::Late),
+            InsertOutcome::Overflow { .. } => self.stats.drop(DropReason::Overflow),
+        }
+    }
+
+    /// A WebRTC leg's share of the tick: str0m's timers, then what they produced.
+    pub(crate) fn webrtc_tick(&mut self, now: Instant) {
+        if let Some(webrtc) = self.webrtc.as_mut() {
+            webrtc.on_tick(now);
+            self.pump_webrtc();
+        }
+    }
+
+    /// Sends `payload` (this tick's encoded mix) on a WebRTC leg; false when str0m did not
+    /// take it.
+    pub(crate) fn send_webrtc(&mut self, now: Instant, payload: &[u8]) -> bool {
+        let step = self.out_ts_step;
+        let Some(webrtc) = self.webrtc.as_mut() else { return false };
+        let sent = webrtc.write(now, payload, step);
+        self.pump_webrtc();
+        sent
+    }
+
+    /// Why a WebRTC leg has ended by itself (peer gone, never connected); `None` for RTP.
+    pub(crate) fn webrtc_ended(&self) -> Option<WebRtcEnd> {
+        self.webrtc.as_ref().and_then(|w| w.ended())
+    }
+
+    /// Closes a WebRTC leg's PeerConnection (RTCP BYE, DTLS `close_notify`).
+    pub(crate) fn close_webrtc(&mut self) {
+        if let Some(webrtc) = self.webrtc.as_mut() {
+            webrtc.close(&self.ports.rtp);
         }
     }
 
@@ -444,6 +550,9 @@ impl Leg {
 
     /// Advances the outbound clock without sending, so timestamps stay continuous.
     pub(crate) fn skip_frame(&mut self) {
+        if let Some(webrtc) = self.webrtc.as_mut() {
+            webrtc.skip(self.out_ts_step);
+        }
         self.out_ts = self.out_ts.wrapping_add(self.out_ts_step);
         self.out_marker = true;
     }

@@ -106,6 +106,7 @@ mod runtime;
 mod stats;
 mod tone;
 pub mod webrtc;
+pub mod webrtc_client;
 
 pub use codec::{
     new_decoder, new_encoder, AudioDecoder, AudioEncoder, CodecError, CodecKind, CodecParams,

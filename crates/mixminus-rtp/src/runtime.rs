@@ -31,6 +31,7 @@ use crate::receive::{Inbound, Port, ReaderLink, Received};
 use crate::rtcp::RtcpStats;
 use crate::stats::{ConferenceCounters, DropReason, LegStats};
 use crate::tone::TonePlayer;
+use crate::webrtc::{WebRtcOffer, WebRtcTransport};
 use socket2::SockRef;
 
 /// Why a runtime call failed. A failed command changes nothing.
@@ -68,6 +69,9 @@ pub enum RuntimeError {
     /// already (`recording`).
     #[error("too many {0} at once")]
     Busy(&'static str),
+    /// A WebRTC offer could not be answered (str0m's reason).
+    #[error("webrtc: {0}")]
+    WebRtc(String),
 }
 
 /// Settings of a bridge (shared by all its conferences).
@@ -477,6 +481,16 @@ impl ConferenceHandle {
         self.call(|reply| Command::JoinOn(Box::new(request), ports.0, reply)).await
     }
 
+    /// Adds a WebRTC participant: takes a port pair from the pool, answers the offer on it
+    /// and joins. Returns the participant and the SDP answer.
+    pub(crate) async fn join_webrtc(
+        &self,
+        request: JoinRequest,
+        offer: WebRtcOffer,
+    ) -> Result<(Joined, String), RuntimeError> {
+        self.call(|reply| Command::JoinWebRtc(Box::new(request), offer, reply)).await
+    }
+
     /// Removes a participant (it gets an RTCP BYE).
     pub async fn leave(&self, id: ParticipantId) -> Result<(), RuntimeError> {
         self.call(|reply| Command::Leave(id, reply)).await
@@ -608,6 +622,7 @@ impl ReservedPorts {
 enum Command {
     Join(Box<JoinRequest>, Reply<Joined>),
     JoinOn(Box<JoinRequest>, PortPair, Reply<Joined>),
+    JoinWebRtc(Box<JoinRequest>, WebRtcOffer, Reply<(Joined, String)>),
     Leave(ParticipantId, Reply<()>),
     Relate {
         participants: Vec<ParticipantId>,
@@ -870,15 +885,23 @@ impl ConferenceTask {
                 if leg.stats.dtmf_digits > digits {
                     metrics::counter!("mixminus_dtmf_digits_total").increment(1);
                 }
-                if let Some(LegOutput::Latched(peer)) = output {
-                    // From now on the kernel drops every other source before it costs
-                    // anything; the peer's host keeps its reserved budget.
-                    if let Err(error) = SockRef::from(&*leg.ports.rtp).connect(&peer.into()) {
-                        tracing::debug!(%error, participant = %inbound.leg, "connect failed");
+                match output {
+                    Some(LegOutput::Latched(peer)) => {
+                        // From now on the kernel drops every other source before it costs
+                        // anything; the peer's host keeps its reserved budget.
+                        if let Err(error) = SockRef::from(&*leg.ports.rtp).connect(&peer.into()) {
+                            tracing::debug!(%error, participant = %inbound.leg, "connect failed");
+                        }
+                        if let Some(reader) = &leg.reader {
+                            reader.set_peer(peer.ip());
+                        }
                     }
-                    if let Some(reader) = &leg.reader {
-                        reader.set_peer(peer.ip());
+                    Some(LegOutput::Verified(peer)) => {
+                        if let Some(reader) = &leg.reader {
+                            reader.set_peer(peer.ip());
+                        }
                     }
+                    None => {}
                 }
             }
             Received::Unreachable => leg.unreachable = true,
@@ -888,11 +911,17 @@ impl ConferenceTask {
     fn apply(&mut self, command: Command) {
         match command {
             Command::Join(request, reply) => {
-                let result = self.join(*request, None);
+                let result = self.join(*request, None, None).map(|(joined, _)| joined);
                 self.answer(reply, result);
             }
             Command::JoinOn(request, ports, reply) => {
-                let result = self.join(*request, Some(ports));
+                let result = self.join(*request, Some(ports), None).map(|(joined, _)| joined);
+                self.answer(reply, result);
+            }
+            Command::JoinWebRtc(request, offer, reply) => {
+                let result = self
+                    .join(*request, None, Some(offer))
+                    .map(|(joined, answer)| (joined, answer.unwrap_or_default()));
                 self.answer(reply, result);
             }
             Command::Leave(id, reply) => {
@@ -1029,11 +1058,13 @@ impl ConferenceTask {
         bounds
     }
 
+    /// Admits and adds a participant; with `offer`, a WebRTC one, and the SDP answer.
     fn join(
         &mut self,
         request: JoinRequest,
         reserved: Option<PortPair>,
-    ) -> Result<Joined, RuntimeError> {
+        offer: Option<WebRtcOffer>,
+    ) -> Result<(Joined, Option<String>), RuntimeError> {
         let core = &self.settings.core;
         if request.codec.ptime_ms != core.frame.millis() {
             return Err(RuntimeError::InvalidRequest(
@@ -1097,6 +1128,15 @@ impl ConferenceTask {
             leg.use_srtp(keys)?;
         }
         leg.dtmf_pt = request.dtmf_payload_type;
+        let answer = match offer {
+            Some(offer) => {
+                let (transport, answer) =
+                    WebRtcTransport::answer(offer, leg.local_rtp(), Instant::now())?;
+                leg.webrtc = Some(Box::new(transport));
+                Some(answer)
+            }
+            None => None,
+        };
         let id = self.conference.join(request.options)?;
         let mut leg = leg;
         let sockets = [(Port::Rtp, leg.ports.rtp.clone()), (Port::Rtcp, leg.ports.rtcp.clone())];
@@ -1111,8 +1151,8 @@ impl ConferenceTask {
                 tone.play_entry();
             }
         }
-        tracing::debug!(participant = %id, %local_rtp, "joined");
-        Ok(Joined { id, local_rtp })
+        tracing::debug!(participant = %id, %local_rtp, webrtc = answer.is_some(), "joined");
+        Ok((Joined { id, local_rtp }, answer))
     }
 
     fn remove(&mut self, id: ParticipantId, send_bye: bool) -> Result<(), RuntimeError> {
@@ -1123,7 +1163,11 @@ impl ConferenceTask {
         self.fanout.forget(id);
         self.relationships_changed = true;
         if let Some(mut leg) = self.legs.remove(&id) {
-            if send_bye {
+            if leg.webrtc.is_some() {
+                // However it leaves (kick, WHIP DELETE, the conference ending), the
+                // browser is told: RTCP BYE and DTLS close_notify.
+                leg.close_webrtc();
+            } else if send_bye {
                 crate::rtcp::send_bye(&mut leg, Instant::now());
             }
             for (total, leg_count) in self.counters.dropped.iter_mut().zip(leg.stats_now().dropped)
@@ -1145,6 +1189,7 @@ impl ConferenceTask {
         let ConferenceTask { legs, conference, .. } = self;
         let mut decodes = 0u32;
         for (&id, leg) in legs.iter_mut() {
+            leg.webrtc_tick(now);
             leg.refresh_consent(now);
             let pulled = leg.playout(now, conference, id);
             decodes += pulled.decoder_calls();
@@ -1156,7 +1201,7 @@ impl ConferenceTask {
         self.media.render(conference);
         let summary = self.conference.tick();
         self.media.after_tick(&mut self.conference);
-        self.send_mix();
+        self.send_mix(now);
         self.housekeeping(now);
         self.forward_events();
 
@@ -1200,7 +1245,7 @@ impl ConferenceTask {
 
     /// Encodes once per encoder (see `fanout`: once per group and codec, plus listeners in
     /// transition) and sends each listener its encoder's payload.
-    fn send_mix(&mut self) {
+    fn send_mix(&mut self, now: Instant) {
         let ConferenceTask { legs, conference, fanout, .. } = self;
         let settings = *fanout.settings();
         let listeners = conference.listener_groups().filter_map(|(id, group)| {
@@ -1225,6 +1270,15 @@ impl ConferenceTask {
                     continue;
                 }
             };
+            if leg.webrtc.is_some() {
+                // str0m packetises, encrypts and sends (from the leg's socket).
+                if leg.send_webrtc(now, &payload) {
+                    leg.stats.packets_out += 1;
+                    leg.stats.bytes_out += payload.len() as u64;
+                    sent += 1;
+                }
+                continue;
+            }
             leg.packetise(&payload, &mut self.send_buf);
             match leg.send_rtp(&self.send_buf, destination) {
                 Ok(n) => {
@@ -1255,7 +1309,15 @@ impl ConferenceTask {
                 self.leaving.push(id);
                 continue;
             }
-            crate::rtcp::maybe_send_report(leg, now, &self.metrics.rtcp);
+            if let Some(end) = leg.webrtc_ended() {
+                tracing::info!(participant = %id, ?end, "webrtc leg ended");
+                self.leaving.push(id);
+                continue;
+            }
+            // A WebRTC leg's RTCP is str0m's, on the PeerConnection.
+            if leg.webrtc.is_none() {
+                crate::rtcp::maybe_send_report(leg, now, &self.metrics.rtcp);
+            }
         }
         while let Some(id) = self.leaving.pop() {
             let bye = self.legs.get(&id).is_some_and(|l| !l.bye && !l.unreachable);
