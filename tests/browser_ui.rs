@@ -19,10 +19,8 @@ use std::time::Duration;
 use common::browser::{last_answer, screenshot, text, wait_attr, Driver};
 use common::http::Server;
 use fantoccini::Locator;
-use mixminus::control::config::AccountScope;
-use mixminus::control::{Auth, Registry};
 use mixminus::rtp::client::{ToneClient, ToneClientConfig};
-use mixminus::rtp::{Bridge, BridgeConfig, CodecKind, CodecParams};
+use mixminus::rtp::{BridgeConfig, CodecKind, CodecParams};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "browser-token";
@@ -33,9 +31,7 @@ const TONES: [f32; 3] = [440.0, 700.0, 1100.0];
 const HEARD_DBFS: f64 = -40.0;
 
 async fn put(server: &Server, path: &str, body: Value) -> Value {
-    let r = server.call("PUT", path, Some(TOKEN), Some(body.to_string().as_bytes())).await;
-    assert!(r.status < 300, "PUT {path} {body}: {} {}", r.status, r.text);
-    r.json["data"].clone()
+    server.put_data(path, TOKEN, body).await
 }
 
 struct Party {
@@ -76,9 +72,8 @@ async fn assert_hearing(parties: &[Party], expected: &[[u8; 3]], step: &str) {
 async fn matrix_click_removes_exactly_that_tone() {
     let mut config = BridgeConfig::default();
     config.rtp_ports = (11_600, 11_699);
-    let registry = Registry::new(Bridge::new(config).unwrap(), 4);
-    let auth = Auth::default().with_token(TOKEN, AccountScope::All);
-    let server = Server::start(registry.clone(), auth, 64 * 1024).await;
+    let server = Server::with_bridge(config, TOKEN).await;
+    let registry = server.registry.clone();
     let conferences = format!("/v2/accounts/{ACCOUNT}/conferences");
     put(
         &server,

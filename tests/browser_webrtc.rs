@@ -22,10 +22,8 @@ use std::time::Duration;
 use common::browser::{screenshot, text, wait_attr, Driver};
 use common::http::Server;
 use fantoccini::{Client, Locator};
-use mixminus::control::config::AccountScope;
-use mixminus::control::{Auth, Registry};
 use mixminus::rtp::client::{ToneClient, ToneClientConfig};
-use mixminus::rtp::{Bridge, BridgeConfig, CodecKind, CodecParams};
+use mixminus::rtp::{BridgeConfig, CodecKind, CodecParams};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "webrtc-token";
@@ -39,9 +37,7 @@ const HEARD_DBFS: f64 = -40.0;
 const HEARD_ANALYSER_DB: f64 = -60.0;
 
 async fn put(server: &Server, path: &str, body: Value) -> Value {
-    let r = server.call("PUT", path, Some(TOKEN), Some(body.to_string().as_bytes())).await;
-    assert!(r.status < 300, "PUT {path} {body}: {} {}", r.status, r.text);
-    r.json["data"].clone()
+    server.put_data(path, TOKEN, body).await
 }
 
 /// A WAV file saying `hz` at −12 dBFS for 4 s (Chromium loops it).
@@ -159,9 +155,8 @@ async fn click_until(browser: &Client, cell: &str, state: &str) {
 async fn two_browsers_and_a_phone_through_the_matrix() {
     let mut config = BridgeConfig::default();
     config.rtp_ports = (11_700, 11_799);
-    let registry = Registry::new(Bridge::new(config).unwrap(), 4);
-    let auth = Auth::default().with_token(TOKEN, AccountScope::All);
-    let server = Server::start(registry.clone(), auth, 64 * 1024).await;
+    let server = Server::with_bridge(config, TOKEN).await;
+    let registry = server.registry.clone();
     let conferences = format!("/v2/accounts/{ACCOUNT}/conferences");
     put(
         &server,
@@ -285,9 +280,8 @@ async fn two_browsers_and_a_phone_through_the_matrix() {
 async fn whip_refusals() {
     let mut config = BridgeConfig::default();
     config.rtp_ports = (11_800, 11_819);
-    let registry = Registry::new(Bridge::new(config).unwrap(), 4);
-    let auth = Auth::default().with_token(TOKEN, AccountScope::All);
-    let server = Server::start(registry.clone(), auth, 64 * 1024).await;
+    let server = Server::with_bridge(config, TOKEN).await;
+    let registry = server.registry.clone();
     put(&server, &format!("/v2/accounts/{ACCOUNT}/conferences"), json!({"data": {"id": "c1"}}))
         .await;
     let post = |path: &str, auth: Option<&str>, kind: &str, body: &str| {

@@ -42,9 +42,7 @@ struct Census {
 }
 
 async fn put(server: &Server, path: &str, body: Value) -> Value {
-    let r = server.call("PUT", path, Some(TOKEN), Some(body.to_string().as_bytes())).await;
-    assert!(r.status < 300, "PUT {path} {body}: {} {}", r.status, r.text);
-    r.json["data"].clone()
+    server.put_data(path, TOKEN, body).await
 }
 
 async fn churn(cycles: usize, ports: (u16, u16)) {
@@ -217,9 +215,8 @@ async fn churn_soak_10k() {
 async fn metadata_of_legs_the_runtime_removed_is_pruned() {
     let mut config = BridgeConfig::default();
     config.rtp_ports = (14_400, 14_499);
-    let registry = Registry::new(Bridge::new(config).unwrap(), 4);
-    let auth = Auth::default().with_token(TOKEN, AccountScope::All);
-    let server = Server::start(registry.clone(), auth, 64 * 1024).await;
+    let server = Server::with_bridge(config, TOKEN).await;
+    let registry = server.registry.clone();
     let doc = json!({"data": {"id": "churn"}});
     let r = server
         .call("PUT", "/v2/accounts/acc1/conferences", Some(TOKEN), Some(doc.to_string().as_bytes()))

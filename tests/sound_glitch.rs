@@ -36,9 +36,7 @@ const WORST_DB: f64 = -30.0;
 const NONE_ABOVE_DB: f64 = -20.0;
 
 async fn put(server: &Server, path: &str, body: Value) -> Value {
-    let r = server.call("PUT", path, Some(TOKEN), Some(body.to_string().as_bytes())).await;
-    assert!(r.status < 300, "PUT {path} {body}: {} {}", r.status, r.text);
-    r.json["data"].clone()
+    server.put_data(path, TOKEN, body).await
 }
 
 /// Runs the three phones through the bridge and scores what A heard; also says how many

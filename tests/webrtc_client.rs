@@ -13,11 +13,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::http::{Response, Server};
-use mixminus::control::config::AccountScope;
-use mixminus::control::{Auth, Registry};
 use mixminus::rtp::client::{ToneClient, ToneClientConfig};
 use mixminus::rtp::webrtc_client::{WebRtcClientConfig, WebRtcToneClient};
-use mixminus::rtp::{Bridge, BridgeConfig, CodecKind, CodecParams};
+use mixminus::rtp::{BridgeConfig, CodecKind, CodecParams};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "webrtc-client-token";
@@ -31,9 +29,7 @@ const HEARD_DBFS: f64 = -40.0;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn put(server: &Server, path: &str, body: Value) -> Value {
-    let r = server.call("PUT", path, Some(TOKEN), Some(body.to_string().as_bytes())).await;
-    assert!(r.status < 300, "PUT {path} {body}: {} {}", r.status, r.text);
-    r.json["data"].clone()
+    server.put_data(path, TOKEN, body).await
 }
 
 async fn whip_post(server: &Server, offer: &str) -> Response {
@@ -129,9 +125,8 @@ async fn str0m_clients_join_by_whip_talk_hear_and_are_kicked() {
     // The old front needed 127.0.0.1 allowed (its inner RTP leg's remote); a leg of the
     // runtime names no remote at all.
     config.remote_allow = vec!["10.0.0.0/8".parse().unwrap()];
-    let registry = Registry::new(Bridge::new(config).unwrap(), 4);
-    let auth = Auth::default().with_token(TOKEN, AccountScope::All);
-    let server = Server::start(registry.clone(), auth, 64 * 1024).await;
+    let server = Server::with_bridge(config, TOKEN).await;
+    let registry = server.registry.clone();
     let conferences = format!("/v2/accounts/{ACCOUNT}/conferences");
     put(
         &server,
@@ -222,9 +217,8 @@ async fn junk_at_a_webrtc_port_is_dropped_and_counted() {
     let _serial = SERIAL.lock().await;
     let mut config = BridgeConfig::default();
     config.rtp_ports = (11_940, 11_959);
-    let registry = Registry::new(Bridge::new(config).unwrap(), 4);
-    let auth = Auth::default().with_token(TOKEN, AccountScope::All);
-    let server = Server::start(registry.clone(), auth, 64 * 1024).await;
+    let server = Server::with_bridge(config, TOKEN).await;
+    let registry = server.registry.clone();
     let conferences = format!("/v2/accounts/{ACCOUNT}/conferences");
     put(
         &server,

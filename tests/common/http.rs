@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use mixminus::control::config::AccountScope;
 use mixminus::control::{Api, Auth, Registry};
+use mixminus::rtp::{Bridge, BridgeConfig};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,6 +31,21 @@ impl Server {
     pub async fn start(registry: Registry, auth: Auth, body_limit: usize) -> Server {
         let app = Api::new(registry.clone(), auth).node("hostile").body_limit(body_limit).router();
         Self::serve(registry, app).await
+    }
+
+    /// A bridge on `config`, a registry of at most four conferences over it, and its API
+    /// served with `token` admitting every account (64 KiB body limit).
+    pub async fn with_bridge(config: BridgeConfig, token: &str) -> Server {
+        let registry = Registry::new(Bridge::new(config).unwrap(), 4);
+        let auth = Auth::default().with_token(token, AccountScope::All);
+        Self::start(registry, auth, 64 * 1024).await
+    }
+
+    /// `PUT path` with `body` as `token`; asserts a 2xx and returns the answer's `data`.
+    pub async fn put_data(&self, path: &str, token: &str, body: serde_json::Value) -> Value {
+        let r = self.call("PUT", path, Some(token), Some(body.to_string().as_bytes())).await;
+        assert!(r.status < 300, "PUT {path} {body}: {} {}", r.status, r.text);
+        r.json["data"].clone()
     }
 
     /// Serves a router built by the caller (over `registry`) on an ephemeral loopback port.
