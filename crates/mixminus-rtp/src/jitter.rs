@@ -629,21 +629,15 @@ impl JitterBuffer {
         self.stats.lost += 1;
         self.advance(next);
         let fec_from = self.slot(next + 1).payload(next + 1).filter(|p| !p.is_empty()).cloned();
-        let start = self.sync_len;
-        let end = start + self.frame;
-        if skip || self.after_silence {
-            self.sync[start..end].fill(0);
-            self.appended(Fetched::Silence);
-        } else if let Some(fec_from) = fec_from {
-            decoder.decode_fec(&fec_from, &mut self.sync[start..end]);
-            pulled.fec += 1;
-            self.stats.fec_recovered += 1;
-            self.appended(Fetched::Audio);
-        } else {
-            decoder.conceal(&mut self.sync[start..end]);
-            pulled.concealed += 1;
-            self.stats.concealed += 1;
-            self.appended(Fetched::Concealed);
+        match fec_from {
+            Some(fec_from) if !(skip || self.after_silence) => {
+                let (start, end) = (self.sync_len, self.sync_len + self.frame);
+                decoder.decode_fec(&fec_from, &mut self.sync[start..end]);
+                pulled.fec += 1;
+                self.stats.fec_recovered += 1;
+                self.appended(Fetched::Audio);
+            }
+            _ => self.append_concealment(decoder, skip, pulled),
         }
         true
     }
@@ -656,6 +650,17 @@ impl JitterBuffer {
         pulled: &mut Pulled,
     ) -> bool {
         self.held += 1;
+        self.append_concealment(decoder, skip, pulled);
+        true
+    }
+
+    /// Appends one concealed frame (silence when decoding is skipped or the sender paused).
+    fn append_concealment(
+        &mut self,
+        decoder: &mut dyn AudioDecoder,
+        skip: bool,
+        pulled: &mut Pulled,
+    ) {
         let (start, end) = (self.sync_len, self.sync_len + self.frame);
         if skip || self.after_silence {
             self.sync[start..end].fill(0);
@@ -666,7 +671,6 @@ impl JitterBuffer {
             self.stats.concealed += 1;
             self.appended(Fetched::Concealed);
         }
-        true
     }
 
     fn append_payload(
