@@ -71,7 +71,7 @@ impl Proc {
     pub fn tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 }
 
@@ -139,14 +139,16 @@ pub fn start_node(dir: &Path, config: &Path, name: &str) -> Result<Node, String>
         .parse()
         .unwrap();
     let log = dir.join(format!("{name}-{}.log", http.port()));
+    let log_file = std::fs::File::create(&log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_mixminus"))
         .arg("serve")
         .arg("--config")
         .arg(config)
-        .env("RUST_LOG", "info,async_nats=warn")
+        .env("RUST_LOG", "info,mixminus_fleet=debug,async_nats=info")
         .env_remove("MIXMINUS_AUTH_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
+        // The logs go to stdout, start-up errors to stderr: both into the one file.
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
         .spawn()
         .expect("starting mixminus serve");
     let mut proc = Proc { child, log };
@@ -215,6 +217,10 @@ impl Node {
         events
     }
 }
+
+/// One fleet test at a time: each starts its own NATS and nodes, and on a two-core CI
+/// machine two fleets at once starve each other's one-second heartbeats.
+pub static ONE_FLEET_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
 pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
