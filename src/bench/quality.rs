@@ -39,6 +39,20 @@ const PESQ_SCRIPT: &str = include_str!("../../scripts/pesq_score.py");
 const NOISE_SEED: u64 = 0x51ab_1e5e_ed00_0001;
 /// Phones start saying their tracks this long after they are all started.
 const LEAD_IN: Duration = Duration::from_millis(600);
+/// Phone `i`'s send phase: a fixed pseudo-random offset in 0..20 ms (the same in every run
+/// and for every bridge). Without it every phone would start on the same mark, a whole
+/// number of frames after the conference was created, and meet the bridge's mixing tick at
+/// one phase: the latency measured would then be that phase, set by how long the joins
+/// took, rather than the average over the phases real callers have.
+fn send_phase(i: usize) -> Duration {
+    // splitmix64 of the index: spread, not secret.
+    let mut z = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    Duration::from_micros(z % 20_000)
+}
+
 /// Recording kept after the conversation ends (the slowest path's latency).
 const TAIL: Duration = Duration::from_millis(800);
 /// Left out at both ends of a solo span when measuring removed speech.
@@ -405,7 +419,7 @@ fn speech_run(
             config.settings.fec = true;
             config.settings.dtx = false;
             config.settings.expected_loss_percent = 5;
-            config.start = Some(start);
+            config.start = Some(start + send_phase(i));
             config.uplink = condition.impairment;
             config.uplink.seed = 1 + i as u64;
             phones.push(Phone::start_on(socket, config, remote)?);
@@ -474,9 +488,13 @@ fn score(
     tag: &str,
 ) -> anyhow::Result<RunScore> {
     let stem = file_stem(tag);
+    let rate = f64::from(speech::RATE);
+    let talkers = conversation.tracks.len();
+    let shifts: Vec<usize> =
+        (0..talkers).map(|t| (send_phase(t).as_secs_f64() * rate).round() as usize).collect();
     let mut jobs = Vec::new();
     for (i, phone) in raw.phones.iter().enumerate() {
-        let ideal = conversation.mix(|t| phone.hears[t]);
+        let ideal = conversation.mix(|t| phone.hears[t], &shifts);
         let reference = work.join(format!("{stem}-{i}-ideal.wav"));
         let degraded = work.join(format!("{stem}-{i}-heard.wav"));
         speech::write_wav(&reference, &ideal)?;
@@ -499,7 +517,6 @@ fn score(
     let mut phones = Vec::new();
     let mut removed_db = None;
     let mut control_db = None;
-    let talkers = conversation.tracks.len();
     for (i, (phone, answer)) in raw.phones.iter().zip(answers).enumerate() {
         let kbps = phone.payload_bytes as f64 * 8.0 / seconds / 1000.0;
         let received_pct = 100.0 * phone.arrivals.len() as f64 / phone.expected_frames.max(1.0);
@@ -516,27 +533,30 @@ fn score(
         }
         let lag = answer["lag"].as_i64().context("lag in the scorer's answer")?;
         let pesq = answer["pesq"].as_f64();
-        // Recording frame j holds ideal samples from j·frame − lag; those left the talker
-        // in the packet of frame (j·frame − lag)/frame, sent at start + that × 20 ms.
+        // Recording frame j holds ideal samples from j·frame − lag. Where talker t speaks
+        // there, they left t's phone in its packet of frame (j·frame − lag − shift_t)/frame,
+        // sent at start + t's phase + that × 20 ms. Frames nobody heard speaks in are left
+        // out: they carry no sample to time.
         let mut latencies: Vec<f64> = phone
             .arrivals
             .iter()
             .enumerate()
             .filter_map(|(j, arrived)| {
-                let ideal = (j * frame) as i64 - lag;
-                (ideal >= 0).then(|| {
-                    let sent =
-                        raw.start + Duration::from_millis(20 * (ideal as u64 / frame as u64));
-                    signed_ms(*arrived, sent)
-                })
+                let ideal = usize::try_from((j * frame) as i64 - lag).ok()?;
+                let t = conversation.speaker_at(ideal, |t| phone.hears[t], &shifts)?;
+                let packet = (ideal - shifts[t].min(ideal)) / frame;
+                let sent = raw.start + send_phase(t) + Duration::from_millis(20 * packet as u64);
+                Some(signed_ms(*arrived, sent))
             })
             .collect();
         let latency_ms = median(std::mem::take(&mut latencies));
         if raw.deaf.is_some_and(|(l, _)| l == i) {
             let removed = raw.deaf.map_or(0, |d| d.1);
+            let lag = lag + shifts[removed] as i64;
             removed_db = Some(removed_level(conversation, removed, &phone.pcm, lag));
         } else if raw.deaf.is_some() && i == talkers {
             let removed = raw.deaf.map_or(0, |d| d.1);
+            let lag = lag + shifts[removed] as i64;
             control_db = Some(removed_level(conversation, removed, &phone.pcm, lag));
         }
         phones.push(Scored {

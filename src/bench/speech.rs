@@ -96,16 +96,33 @@ impl Conversation {
         self.tracks.first().map_or(0.0, |t| t.len() as f64 / RATE as f64)
     }
 
-    /// What a listener should hear: the sum of the talkers in `heard`.
-    pub(crate) fn mix(&self, heard: impl Fn(usize) -> bool) -> Vec<i16> {
+    /// What a listener should hear: the sum of the talkers in `heard`, talker `t` starting
+    /// `shifts[t]` samples late (its phone's send phase).
+    pub(crate) fn mix(&self, heard: impl Fn(usize) -> bool, shifts: &[usize]) -> Vec<i16> {
         let len = self.tracks.first().map_or(0, Vec::len);
-        let mut sum = vec![0i32; len];
-        for (_, track) in self.tracks.iter().enumerate().filter(|(t, _)| heard(*t)) {
-            for (acc, &s) in sum.iter_mut().zip(track) {
+        let mut sum = vec![0i32; len + shifts.iter().copied().max().unwrap_or(0)];
+        for (t, track) in self.tracks.iter().enumerate().filter(|(t, _)| heard(*t)) {
+            let shift = shifts.get(t).copied().unwrap_or(0);
+            for (acc, &s) in sum[shift..].iter_mut().zip(track) {
                 *acc += i32::from(s);
             }
         }
         sum.into_iter().map(|s| s.clamp(-32_768, 32_767) as i16).collect()
+    }
+
+    /// Who speaks at sample `n` of [`mix`](Self::mix) with `shifts`, among the talkers in
+    /// `heard` (the first line's talker where lines overlap).
+    pub(crate) fn speaker_at(
+        &self,
+        n: usize,
+        heard: impl Fn(usize) -> bool,
+        shifts: &[usize],
+    ) -> Option<usize> {
+        self.lines.iter().find_map(|line| {
+            let shift = shifts.get(line.talker).copied().unwrap_or(0);
+            (heard(line.talker) && (line.start + shift..line.end + shift).contains(&n))
+                .then_some(line.talker)
+        })
     }
 
     /// The spans where `talker` speaks and nobody else does.

@@ -29,8 +29,12 @@ use stretch::Stretcher;
 pub struct JitterConfig {
     /// Delay always kept beyond one frame, ms (0: only what the jitter asks for).
     pub min_delay_ms: u32,
-    /// The most delay the buffer aims for, ms; it holds at most twice this (a burst after
-    /// a stall), past which the oldest packets are dropped.
+    /// The most delay the buffer aims for, ms, and the most delay a listener hears beyond
+    /// the fastest path: a missing packet is given up (concealed, or rebuilt from FEC)
+    /// rather than waited for once the wait would take the sample being played more than
+    /// this far behind the fastest recent packet, and audio is accelerated while it is.
+    /// The buffer holds at most twice this (a burst after a stall), past which the oldest
+    /// packets are dropped.
     pub max_delay_ms: u32,
 }
 
@@ -181,14 +185,21 @@ pub struct JitterStats {
 /// - **Level**: each pull measures the audio held (the span of buffered packets plus the
 ///   decoded samples not yet played), smoothed over about 8 ticks. Above the target by
 ///   more than a margin (a quarter of the jitter allowance, at least 3 ms), one pitch
-///   period is removed (**accelerate**); below it by the margin, one is added
-///   (**preemptive expand**), both with the cross-fades of `stretch.rs`. Silence is cut or
-///   padded directly. At most one stretch per tick, of at most 15 ms.
+///   period is removed (**accelerate**), tick after tick until the level is back at the
+///   target; below it by the margin, one is added (**preemptive expand**), both with the
+///   cross-fades of `stretch.rs`. Silence is cut or padded directly. At most one stretch
+///   per tick, of at most 15 ms.
+/// - **The delay heard** is also measured in time: how far the sample about to play is
+///   behind the fastest packet of the window (from its RTP timestamp and the arrival
+///   statistics). Waiting for a late packet moves it without moving the level; so
+///   `max_delay_ms` bounds it (see [`JitterConfig::max_delay_ms`]).
 /// - **Loss and lateness**: a missing packet with the target's worth of audio behind it is
 ///   lost: the decoder rebuilds it from the next packet's FEC when that is here, or
 ///   conceals it (**expand**). With less behind it, it is more likely late: the decoder
 ///   conceals a frame and the buffer waits for it; if it comes it plays (the wait cost
 ///   latency, which accelerate takes back), if later packets come first it is skipped.
+///   A wait that would pass the delay cap is not made: the packet is lost, and if it
+///   comes after all it is dropped as late.
 ///   When real audio follows concealment, the end of the concealment not yet played is
 ///   cross-faded into it (**merge**). After a few concealed frames with nothing buffered
 ///   the sender is taken to have paused (DTX, hold): [`FrameKind::Empty`] until it
@@ -255,6 +266,15 @@ pub struct JitterBuffer {
     stretcher: Stretcher,
     /// Smoothed level, output samples.
     level: f64,
+    /// Which way the level is being steered: once a stretch starts it goes on until the
+    /// level is back at the target, not just inside the margin (or the level would sit at
+    /// the edge of the band after every wait for a late packet).
+    steering: Steering,
+    /// RTP timestamp ticks per frame.
+    frame_ticks: u32,
+    /// The RTP timestamp of the end of the decoded audio (`sync[..sync_len]`): where the
+    /// next packet's media would start. `None` before the first decode.
+    sync_end_ts: Option<u32>,
     stats: JitterStats,
 }
 
@@ -291,6 +311,9 @@ impl JitterBuffer {
             delays: DelayEstimator::new(clock_rate, 2 * config.max_delay_ms),
             stretcher,
             level: 0.0,
+            steering: Steering::Hold,
+            frame_ticks: (u64::from(clock_rate) * u64::from(frame_ms) / 1000) as u32,
+            sync_end_ts: None,
             stats: JitterStats { sample_rate: out_rate, ..JitterStats::default() },
         }
     }
@@ -373,7 +396,6 @@ impl JitterBuffer {
         skip_decode: bool,
         out: &mut [i16],
     ) -> Pulled {
-        let _ = now;
         let mut pulled = Pulled::new();
         let f = self.frame;
         let out = if out.len() >= f { &mut out[..f] } else { out };
@@ -388,10 +410,24 @@ impl JitterBuffer {
         self.level += (level - self.level) * LEVEL_SMOOTHING;
         let target = self.target_samples();
         let margin = (((target - f as f64) / 4.0).max(0.0)).max(MIN_MARGIN_MS * self.per_ms);
-        let excess = (self.level.min(level) - target).max(0.0);
+        // The cap is on the delay heard: how far the next sample to play is behind the
+        // fastest path. Waits for late packets move it without moving the level.
+        let cap = f64::from(self.config.max_delay_ms) * self.per_ms;
+        let behind = self.behind_samples(now);
+        let over_cap = behind.map_or(0.0, |b| (b - cap).max(0.0));
+        self.steering = match self.steering {
+            Steering::Accelerate if self.level > target => Steering::Accelerate,
+            _ if self.level > target + margin => Steering::Accelerate,
+            _ if self.level < target - margin => Steering::Expand,
+            _ => Steering::Hold,
+        };
+        let excess = (self.level.min(level) - target).max(0.0).max(over_cap);
         let deficit = (target - self.level).max(0.0);
-        let accelerate = self.level > target + margin;
-        let expand = !accelerate && self.level < target - margin;
+        let accelerate = self.steering == Steering::Accelerate || over_cap > 0.0;
+        let expand = !accelerate && self.steering == Steering::Expand;
+        // Frames a missing packet may still be waited for before the wait would take the
+        // delay heard past the cap.
+        let wait_room = behind.map_or(u32::MAX, |b| ((cap - b) / f as f64).floor().max(0.0) as u32);
 
         // Decode until a frame is ready. Accelerate cuts from the decoded audio left over
         // beyond this frame, which costs no robustness (the next packet is due at the next
@@ -403,7 +439,7 @@ impl JitterBuffer {
             guard += 1;
             let need_more = self.sync_len < f
                 || (self.sync_len < f + want_extra && self.next.is_some_and(|n| self.has(n)));
-            if !need_more || !self.fetch(decoder, skip_decode, &mut pulled) {
+            if !need_more || !self.fetch(decoder, skip_decode, wait_room, &mut pulled) {
                 break;
             }
         }
@@ -445,6 +481,8 @@ impl JitterBuffer {
         self.silent_tail = 0;
         self.after_silence = false;
         self.level = 0.0;
+        self.steering = Steering::Hold;
+        self.sync_end_ts = None;
         self.delays.reset();
     }
 
@@ -505,6 +543,8 @@ const RESYNC_GAP: u64 = 3000;
 struct Slot {
     seq: Option<u64>,
     payload: Option<Bytes>,
+    /// The packet's RTP timestamp.
+    timestamp: u32,
 }
 
 impl Slot {
@@ -524,6 +564,14 @@ impl Slot {
             None
         }
     }
+}
+
+/// Which way [`JitterBuffer::pull`] is moving the level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Steering {
+    Hold,
+    Accelerate,
+    Expand,
 }
 
 /// What [`JitterBuffer::fetch`] appended.
@@ -565,6 +613,13 @@ impl JitterBuffer {
         self.sync_len as f64 + packets as f64 * self.frame as f64
     }
 
+    /// How far the next sample to play is behind the fastest path now, output samples
+    /// (see [`DelayEstimator::behind_us`]); `None` before anything was decoded.
+    fn behind_samples(&self, now: Instant) -> Option<f64> {
+        let end = self.delays.behind_us(now, self.sync_end_ts?)?;
+        Some(end / 1000.0 * self.per_ms + self.sync_len as f64)
+    }
+
     /// Starts (or resumes) playing once the target delay is buffered; skips leading holes.
     fn try_start(&mut self) -> bool {
         let Some(next) = self.next else { return false };
@@ -585,21 +640,38 @@ impl JitterBuffer {
         self.underruns = 0;
         self.held = 0;
         self.level = self.raw_level();
+        self.steering = Steering::Hold;
+        if self.sync_len == 0 {
+            // What played before a pause says nothing about the delay now.
+            self.sync_end_ts = None;
+        }
         true
     }
 
     /// Appends one frame of audio for the playout point to the sync buffer; false when
-    /// nothing was appended (paused, or skipped a frame already concealed).
-    fn fetch(&mut self, decoder: &mut dyn AudioDecoder, skip: bool, pulled: &mut Pulled) -> bool {
+    /// nothing was appended (paused, or skipped a frame already concealed). A missing
+    /// packet is waited for at most `wait_room` frames in all (see [`JitterConfig`]).
+    fn fetch(
+        &mut self,
+        decoder: &mut dyn AudioDecoder,
+        skip: bool,
+        wait_room: u32,
+        pulled: &mut Pulled,
+    ) -> bool {
         let Some(mut next) = self.next else {
             self.playing = false;
             return false;
         };
         // A frame already covered by concealment whose packet never came, with later
-        // packets here: skip it now, or the wait would leave its latency behind.
-        while self.held > 0 && !self.has(next) && next < self.highest {
+        // packets here: skip it now, or the wait would leave its latency behind. So is one
+        // that came, when playing it now would put the delay heard past the cap.
+        while self.held > 0 && next < self.highest && (!self.has(next) || self.held > wait_room) {
             self.held -= 1;
-            self.stats.lost += 1;
+            if self.slot_mut(next).take(next).is_some() {
+                self.stats.late += 1;
+            } else {
+                self.stats.lost += 1;
+            }
             next += 1;
         }
         self.next = Some(next);
@@ -614,15 +686,17 @@ impl JitterBuffer {
             return self.conceal_waiting(decoder, skip, pulled);
         }
         self.underruns = 0;
+        let timestamp = self.slot(next).timestamp;
         if let Some(payload) = self.slot_mut(next).take(next) {
             self.held = 0;
             self.advance(next);
+            self.sync_end_ts = Some(timestamp.wrapping_add(self.frame_ticks));
             self.append_payload(&payload, decoder, skip, pulled);
             return true;
         }
         // Missing, with later packets here.
         let behind = (self.depth() as f64 - 1.0) * self.frame as f64 + self.sync_len as f64;
-        if behind < self.target_samples() {
+        if behind < self.target_samples() && self.held < wait_room {
             // Less than the target behind it: more likely late than lost. Wait for it.
             return self.conceal_waiting(decoder, skip, pulled);
         }
@@ -633,6 +707,7 @@ impl JitterBuffer {
             Some(fec_from) if !(skip || self.after_silence) => {
                 let (start, end) = (self.sync_len, self.sync_len + self.frame);
                 decoder.decode_fec(&fec_from, &mut self.sync[start..end]);
+                self.sync_end_ts = self.sync_end_ts.map(|t| t.wrapping_add(self.frame_ticks));
                 pulled.fec += 1;
                 self.stats.fec_recovered += 1;
                 self.appended(Fetched::Audio);
@@ -661,6 +736,8 @@ impl JitterBuffer {
         skip: bool,
         pulled: &mut Pulled,
     ) {
+        // The concealment stands in for the next packet's media.
+        self.sync_end_ts = self.sync_end_ts.map(|t| t.wrapping_add(self.frame_ticks));
         let (start, end) = (self.sync_len, self.sync_len + self.frame);
         if skip || self.after_silence {
             self.sync[start..end].fill(0);
@@ -816,7 +893,7 @@ impl JitterBuffer {
         payload: Bytes,
         outcome: InsertOutcome,
     ) -> InsertOutcome {
-        *self.slot_mut(seq) = Slot { seq: Some(seq), payload: Some(payload) };
+        *self.slot_mut(seq) = Slot { seq: Some(seq), payload: Some(payload), timestamp };
         self.highest = self.highest.max(seq);
         self.stats.received += 1;
         self.delays.on_packet(arrival, timestamp);

@@ -142,6 +142,19 @@ impl DelayEstimator {
         q
     }
 
+    /// How late, µs, media timestamp `timestamp` is at `now` against the fastest path of
+    /// the window: `now` minus when a packet with that timestamp would have arrived had it
+    /// been as fast as the fastest recent packet. This is the delay a listener hears for
+    /// the sample at that timestamp, less the fastest path's own transit; `None` before
+    /// any packet.
+    pub(super) fn behind_us(&self, now: Instant, timestamp: u32) -> Option<f64> {
+        let origin = self.origin?;
+        let min = self.window.front()?.1;
+        let ticks =
+            self.media_ticks + i64::from(timestamp.wrapping_sub(self.last_timestamp) as i32);
+        Some(signed_micros(now, origin) - (ticks as f64 * 1e6 / self.clock_rate + min))
+    }
+
     /// Forgets everything (a new source).
     pub(super) fn reset(&mut self) {
         self.window.clear();
