@@ -75,9 +75,12 @@ pub mod decide;
 pub mod dtmf;
 mod limit;
 pub mod lobby;
+pub mod malformed;
 pub mod pin;
 pub mod route;
 mod server;
+mod udp;
 
 pub use config::SipConfig;
+pub use malformed::ezk_warnings;
 pub use server::{SipError, SipServer};
