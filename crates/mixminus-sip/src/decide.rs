@@ -1,10 +1,12 @@
 //! The SIP message path's decisions, sans-IO: what a request asks for and what we answer,
 //! from bytes and conference documents alone.
 //!
-//! The server takes its requests from ezk already parsed and calls the same functions
+//! [`frame`] is the UDP receive path's first step: every datagram is framed and checked
+//! here, and what ezk would drop unseen is counted and answered `400` / `513` or dropped.
+//! The server then takes its requests from ezk parsed and calls the same functions
 //! ([`read_offer`], [`request_user`], [`crate::route::route`], [`crate::dtmf::info_digit`],
-//! the caller's identity); [`inspect`] puts them behind ezk's own message parser, so one
-//! pure call goes from a datagram to the answer a caller would get. That is what the fuzz
+//! the caller's identity); [`inspect`] puts them behind [`frame`], so one pure call goes
+//! from a datagram to the answer a caller would get. That is what the fuzz
 //! target `sip_message` drives, and what the unit tests below pin down.
 
 use bytes::Bytes;
