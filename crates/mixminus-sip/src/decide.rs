@@ -113,7 +113,7 @@ pub fn inspect<'a>(
         Datagram::Ping | Datagram::Pong => return Verdict::KeepAlive,
         Datagram::Stun(_) => return Verdict::Response,
         Datagram::Malformed { reason, .. } => return Verdict::Malformed(reason.label()),
-        Datagram::Sip(message) => message,
+        Datagram::Sip(message) => *message,
     };
     let headers = &message.headers;
     let to = message.base.to;
@@ -191,8 +191,9 @@ pub enum Datagram {
     Pong,
     /// A STUN message: the endpoint's business.
     Stun(stun_types::Message),
-    /// A SIP message with the base headers every response needs: for ezk.
-    Sip(SipMessage),
+    /// A SIP message with the base headers every response needs: for ezk (boxed: the
+    /// other variants are small).
+    Sip(Box<SipMessage>),
     /// Malformed: counted, and `answer` (a `400` or `513`, to the datagram's source) sent
     /// when it is a request that names its transaction (a Via and a CSeq); else dropped.
     Malformed {
@@ -279,7 +280,7 @@ pub fn frame(datagram: &[u8], max_bytes: usize) -> Datagram {
             answer: answer("400 Missing Or Bad Via, From, To, Call-ID Or CSeq"),
         };
     };
-    Datagram::Sip(SipMessage { line, headers, base, body, buffer })
+    Datagram::Sip(Box::new(SipMessage { line, headers, base, body, buffer }))
 }
 
 /// The base headers, when ezk's endpoint would take the message: all five parse, there is

@@ -79,14 +79,17 @@ async fn receive(endpoint: Endpoint, udp: Udp, max_bytes: usize) {
             }
             Datagram::Pong => {}
             Datagram::Stun(message) => endpoint.receive_stun(message, source, udp.handle.clone()),
-            Datagram::Sip(m) => endpoint.receive(ReceivedMessage::new(
-                source,
-                m.buffer,
-                udp.handle.clone(),
-                m.line,
-                m.headers,
-                m.body,
-            )),
+            Datagram::Sip(message) => {
+                let m = *message;
+                endpoint.receive(ReceivedMessage::new(
+                    source,
+                    m.buffer,
+                    udp.handle.clone(),
+                    m.line,
+                    m.headers,
+                    m.body,
+                ));
+            }
             Datagram::Malformed { reason, answer } => {
                 crate::malformed::count("udp", reason.label(), answer.is_some());
                 tracing::debug!(%source, reason = reason.label(), len, "malformed SIP datagram");
