@@ -71,11 +71,16 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn init_logs(config: &Config) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.logging.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(config.logging.ansi).init();
+    // The filter is the log's only: the SIP layer counts ezk's malformed-message warnings
+    // whatever is logged.
+    let log = tracing_subscriber::fmt::layer().with_ansi(config.logging.ansi).with_filter(filter);
+    tracing_subscriber::registry().with(log).with(mixminus_sip::ezk_warnings()).init();
 }
 
 async fn serve(

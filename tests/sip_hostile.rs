@@ -310,17 +310,32 @@ impl Drop for Serve {
 const TOKEN: &str = "sip-cycles-token";
 
 impl Serve {
+    /// SIP over UDP only.
     fn start(ports: (u16, u16)) -> Serve {
-        let dir = std::env::temp_dir().join(format!("mixminus-sip-cycles-{}", std::process::id()));
+        Serve::start_with(ports, false)
+    }
+
+    /// SIP over UDP, and TCP on the same port when `tcp`.
+    fn start_with(ports: (u16, u16), tcp: bool) -> Serve {
+        let dir = std::env::temp_dir().join(format!(
+            "mixminus-sip-serve-{}-{}",
+            std::process::id(),
+            ports.0
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let api = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let sip = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let sip = loop {
+            let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+            if !tcp || std::net::TcpListener::bind(udp).is_ok() {
+                break udp;
+            }
+        };
         let config = dir.join("mixminus.toml");
         std::fs::write(
             &config,
             format!(
                 "listen = \"{api}\"\nrtp_ports = \"{}-{}\"\n\n[sip]\nlisten = \"{sip}\"\n\
-                 tcp = false\ninvites_per_second = 100000\ninvite_burst = 100000\n\n\
+                 tcp = {tcp}\ninvites_per_second = 100000\ninvite_burst = 100000\n\n\
                  [logging]\nfilter = \"error\"\n",
                 ports.0, ports.1
             ),
@@ -335,7 +350,9 @@ impl Serve {
             .expect("mixminus serve starts");
         let serve = Serve { child, api, sip };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(api).is_err() {
+        while std::net::TcpStream::connect(api).is_err()
+            || (tcp && std::net::TcpStream::connect(sip).is_err())
+        {
             assert!(Instant::now() < deadline, "serve did not start listening");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -850,4 +867,179 @@ async fn numbers_decide_the_role_full_says_why_pcma_joins_and_hangups_before_joi
     assert_eq!(registry.bridge().ports_in_use(), 0, "no port left");
     assert!(participants(&api, "lobby").await.is_empty());
     assert!(participants(&api, "roles").await.is_empty());
+}
+
+/// The value of `name{…}` with every label pair in `labels`, whatever their order (0 when
+/// absent).
+fn labelled(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{')))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.trim().parse::<f64>().ok()))
+        .sum()
+}
+
+/// `n` bytes no SIP or STUN parser takes: pseudo-random, seeded, with no CR or LF and a
+/// first byte that is neither a SIP method's nor STUN's.
+fn junk(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut bytes: Vec<u8> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .map(|b| if b == b'\r' || b == b'\n' { b'.' } else { b })
+        .collect();
+    bytes[0] = 0xff;
+    bytes
+}
+
+/// A SIP request from `local` over `transport` with these header lines (each ending in
+/// CRLF) between the request line and `Content-Length`, and a body.
+fn raw_request(
+    transport: &str,
+    local: SocketAddr,
+    branch: &str,
+    headers: &str,
+    body: &str,
+) -> String {
+    format!(
+        "OPTIONS sip:ping@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{branch};rport\r\n\
+         {headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+const BASE: &str = "From: <sip:t@127.0.0.1>;tag=f1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: CALLID\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n";
+
+/// Against a real `mixminus serve` with SIP over UDP and TCP: junk, requests without
+/// base headers, truncated and oversized messages are counted per transport and reason in
+/// `mixminus_sip_malformed_total` (UDP: answered `400` / `513` when a Via and CSeq say
+/// where, else dropped; TCP: ezk closes a stream that does not frame), keep-alives are
+/// not counted, and OPTIONS still gets 200 on both transports afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_sip_is_counted_per_transport_and_answered_where_addressable_against_serve() {
+    let serve = Serve::start_with((16_310, 16_313), true);
+    let uac = Uac::new("127.0.0.1:0", serve.sip).await;
+    let local = uac.local();
+    let count = |metrics: &str, transport: &str, reason: &str| {
+        labelled(
+            metrics,
+            "mixminus_sip_malformed_total",
+            &[("transport", transport), ("reason", reason)],
+        )
+    };
+    let before = serve.metrics();
+
+    // UDP. Random junk: dropped (nothing addresses an answer).
+    for seed in 1..=3 {
+        uac.send_raw(&junk(seed, 300)).await;
+    }
+    // A message cut inside its head.
+    let cut = raw_request("UDP", local, "cut", BASE, "");
+    uac.send_raw(&cut.as_bytes()[..cut.len() / 2]).await;
+    // No Via and no CSeq: dropped.
+    let bare = "OPTIONS sip:ping@127.0.0.1 SIP/2.0\r\nFrom: <sip:t@x>;tag=1\r\nTo: <sip:p@x>\r\nCall-ID: b\r\nContent-Length: 0\r\n\r\n";
+    uac.send_raw(bare.as_bytes()).await;
+    assert!(uac.response(Duration::from_millis(500)).await.is_none(), "nothing to answer to");
+    // Via and CSeq but no Call-ID: 400, to us.
+    let no_call_id =
+        raw_request("UDP", local, "nocid", &BASE.replace("Call-ID: CALLID\r\n", ""), "");
+    uac.send_raw(no_call_id.as_bytes()).await;
+    let r =
+        uac.response(Duration::from_secs(3)).await.expect("a 400 for a request without Call-ID");
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains("branch=z9hG4bKnocid") && r.text.contains("CSeq: 1 OPTIONS"),
+        "{}",
+        r.text
+    );
+    // A body shorter than its Content-Length: 400 (RFC 3261 §18.3).
+    let truncated = raw_request("UDP", local, "trunc", &BASE.replace("CALLID", "t"), "0123456789");
+    let truncated = truncated.replace("Content-Length: 10", "Content-Length: 200");
+    uac.send_raw(truncated.as_bytes()).await;
+    assert_eq!(uac.response(Duration::from_secs(3)).await.map(|r| r.status), Some(400));
+    // Over max_message_bytes (16 KiB by default): 513.
+    let big = raw_request("UDP", local, "big", &BASE.replace("CALLID", "g"), &"a".repeat(20_000));
+    uac.send_raw(big.as_bytes()).await;
+    assert_eq!(uac.response(Duration::from_secs(3)).await.map(|r| r.status), Some(513));
+    // A keep-alive is answered and not counted.
+    uac.send_raw(b"\r\n\r\n").await;
+    let mut pong = [0u8; 16];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(3), uac.socket.recv_from(&mut pong))
+        .await
+        .expect("a CRLF pong")
+        .unwrap();
+    assert_eq!(&pong[..n], b"\r\n");
+    let mut uac = uac;
+    assert_eq!(uac.options().await.map(|r| r.status), Some(200), "OPTIONS over UDP after it all");
+
+    // TCP. Junk up to a blank line: the stream is closed.
+    let mut tcp = tokio::net::TcpStream::connect(serve.sip).await.unwrap();
+    let mut bytes = junk(4, 300);
+    bytes.extend_from_slice(b"\r\n\r\n");
+    tcp.write_all(&bytes).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "junk closes the stream");
+    // More than 65535 bytes that never make a head: closed.
+    let mut tcp = tokio::net::TcpStream::connect(serve.sip).await.unwrap();
+    let _ = tcp.write_all(&vec![b'A'; 70_000]).await;
+    let closed = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "an oversized head closes the stream");
+    // No Via and no CSeq on a good stream: dropped; then OPTIONS on the same stream: 200.
+    let mut tcp = tokio::net::TcpStream::connect(serve.sip).await.unwrap();
+    let tcp_local = tcp.local_addr().unwrap();
+    tcp.write_all(bare.as_bytes()).await.unwrap();
+    let options = raw_request("TCP", tcp_local, "tcpok", &BASE.replace("CALLID", "tcp-ok"), "");
+    tcp.write_all(options.as_bytes()).await.unwrap();
+    // ezk pings a new stream with CRLF CRLF (RFC 5626) first: read past it.
+    let mut received = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    let text = loop {
+        let n = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut chunk))
+            .await
+            .expect("an answer over TCP")
+            .unwrap();
+        assert!(n > 0, "the stream stays open");
+        received.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&received).trim_start().to_owned();
+        if text.contains("\r\n\r\n") {
+            break text;
+        }
+    };
+    assert!(text.starts_with("SIP/2.0 200 "), "OPTIONS over TCP after it all: {text}");
+    assert!(text.contains("branch=z9hG4bKtcpok"), "{text}");
+
+    // The counts, once ezk's tasks have logged (they run apart from the socket).
+    let expected = [
+        ("udp", "unparseable", 4.0),
+        ("udp", "missing_headers", 2.0),
+        ("udp", "truncated", 1.0),
+        ("udp", "oversized", 1.0),
+        ("tcp", "unparseable", 1.0),
+        ("tcp", "oversized", 1.0),
+        ("tcp", "missing_headers", 1.0),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let metrics = serve.metrics();
+        let all =
+            expected.iter().all(|(t, r, n)| count(&metrics, t, r) - count(&before, t, r) >= *n);
+        if all || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (transport, reason, n) in expected {
+        let counted = count(&metrics, transport, reason) - count(&before, transport, reason);
+        assert_eq!(counted, n, "{transport} {reason}:\n{metrics}");
+    }
+    let answered =
+        labelled(&metrics, "mixminus_sip_malformed_answered_total", &[("transport", "udp")]);
+    assert_eq!(answered, 3.0, "two 400s and a 513:\n{metrics}");
+    assert_eq!(count(&metrics, "udp", "stun"), 0.0);
 }

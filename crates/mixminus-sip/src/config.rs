@@ -14,6 +14,7 @@
 //! auth_nonce_secs = 300         # a nonce older than this is answered stale=true
 //! auth_sha256 = false           # also challenge with SHA-256, first (some clients fail on it)
 //! auth_users = { "1001" = "secret" }  # digest credentials; none: no authentication
+//! max_message_bytes = 16384     # a larger UDP datagram is malformed (513 or dropped, counted)
 //! ```
 
 use std::collections::BTreeMap;
@@ -55,6 +56,10 @@ pub struct SipConfig {
     /// Challenge with SHA-256 (RFC 8760) before MD5; off by default, as some clients end
     /// the call on a challenge they cannot answer instead of taking the next.
     pub auth_sha256: bool,
+    /// The largest SIP datagram taken over UDP, in bytes (1500..=65535); a larger one is
+    /// malformed: answered `513 Message Too Large` when it can be addressed, else dropped,
+    /// and counted. TCP's limit is ezk's, 65535.
+    pub max_message_bytes: usize,
 }
 
 /// A password from the configuration: never printed (its `Debug` says `***`).
@@ -95,6 +100,7 @@ impl Default for SipConfig {
             auth_realm: "mixminus".to_owned(),
             auth_nonce_secs: 300,
             auth_sha256: false,
+            max_message_bytes: 16 * 1024,
         }
     }
 }
@@ -125,6 +131,9 @@ impl SipConfig {
         }
         if !(10..=86_400).contains(&self.auth_nonce_secs) {
             return Err(SipConfigError::Invalid("auth_nonce_secs must be 10..=86400"));
+        }
+        if !(1500..=65_535).contains(&self.max_message_bytes) {
+            return Err(SipConfigError::Invalid("max_message_bytes must be 1500..=65535"));
         }
         let quoted_safe = |s: &str| !s.is_empty() && !s.contains(['"', '\\', '\r', '\n']);
         if !quoted_safe(&self.auth_realm) {

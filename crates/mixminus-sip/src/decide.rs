@@ -1,18 +1,23 @@
 //! The SIP message path's decisions, sans-IO: what a request asks for and what we answer,
 //! from bytes and conference documents alone.
 //!
-//! The server takes its requests from ezk already parsed and calls the same functions
+//! [`frame`] is the UDP receive path's first step: every datagram is framed and checked
+//! here, and what ezk would drop unseen is counted and answered `400` / `513` or dropped.
+//! The server then takes its requests from ezk parsed and calls the same functions
 //! ([`read_offer`], [`request_user`], [`crate::route::route`], [`crate::dtmf::info_digit`],
-//! the caller's identity); [`inspect`] puts them behind ezk's own message parser, so one
-//! pure call goes from a datagram to the answer a caller would get. That is what the fuzz
+//! the caller's identity); [`inspect`] puts them behind [`frame`], so one pure call goes
+//! from a datagram to the answer a caller would get. That is what the fuzz
 //! target `sip_message` drives, and what the unit tests below pin down.
 
 use bytes::Bytes;
-use ezk_sip_types::header::typed::{CSeq, CallID, ContentType, FromTo, Via};
+use ezk_sip_core::transaction::TsxKey;
+use ezk_sip_core::BaseHeaders;
+use ezk_sip_types::header::typed::{CSeq, CallID, ContentLength, ContentType, Via};
 use ezk_sip_types::msg::{Line, MessageLine, PullParser};
 use ezk_sip_types::parse::Parse;
 use ezk_sip_types::uri::SipUriUserPart;
 use ezk_sip_types::{Headers, Method, Name};
+use ezk_stun_types as stun_types;
 use mixminus_control::doc::ConferenceDoc;
 use mixminus_rtp::sdp::AudioOffer;
 
@@ -24,9 +29,10 @@ use crate::route::{route, Admission};
 pub enum Verdict {
     /// A keep-alive (`CRLF CRLF` or `CRLF`).
     KeepAlive,
-    /// Dropped (ezk's transports drop these before our layer sees them).
+    /// Malformed ([`frame`]): counted, answered `400` / `513` or dropped; the reason's
+    /// label.
     Malformed(&'static str),
-    /// A response: a transaction's business, or dropped as orphaned.
+    /// A response (or STUN): a transaction's business, or dropped as orphaned.
     Response,
     /// Answered with this status and reason phrase.
     Answer(u16, &'static str),
@@ -103,30 +109,20 @@ pub fn inspect<'a>(
     conferences: impl IntoIterator<Item = (&'a str, &'a ConferenceDoc)>,
     frame_ms: u32,
 ) -> Verdict {
-    if datagram == b"\r\n\r\n" || datagram == b"\r\n" {
-        return Verdict::KeepAlive;
-    }
-    let Some((line, headers, body)) = parse_message(datagram) else {
-        return Verdict::Malformed("unparseable");
+    let message = match frame(datagram, usize::MAX) {
+        Datagram::Ping | Datagram::Pong => return Verdict::KeepAlive,
+        Datagram::Stun(_) => return Verdict::Response,
+        Datagram::Malformed { reason, .. } => return Verdict::Malformed(reason.label()),
+        Datagram::Sip(message) => *message,
     };
-    let base = (
-        headers.get_named::<Vec<Via>>(),
-        headers.get::<FromTo>(Name::FROM),
-        headers.get::<FromTo>(Name::TO),
-        headers.get_named::<CallID>(),
-        headers.get_named::<CSeq>(),
-    );
-    let (Ok(via), Ok(_from), Ok(to), Ok(_call_id), Ok(_cseq)) = base else {
-        return Verdict::Malformed("missing_headers");
-    };
-    if via.is_empty() {
-        return Verdict::Malformed("missing_headers");
-    }
-    let request = match line {
+    let headers = &message.headers;
+    let to = message.base.to;
+    let request = match message.line {
         MessageLine::Request(request) => request,
         MessageLine::Response(_) => return Verdict::Response,
     };
     let content_type = headers.get_named::<ContentType>().ok().map(|t| t.0.to_string());
+    let body = message.body;
     if to.tag.is_some() {
         let digit = (request.method == Method::INFO)
             .then(|| {
@@ -156,29 +152,200 @@ pub fn inspect<'a>(
     }
 }
 
+/// Why a message is malformed: the `reason` label of `mixminus_sip_malformed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// Not a SIP message: nothing, or a start line, header line or UTF-8 that does not parse.
+    Unparseable,
+    /// The datagram ends before the body its `Content-Length` announces (RFC 3261 §18.3).
+    Truncated,
+    /// Via, From, To, Call-ID or CSeq absent or unparseable (RFC 3261 §8.1.1), or no
+    /// transaction can be keyed from them: ezk drops such a message, we count it first.
+    MissingHeaders,
+    /// Larger than `max_message_bytes`.
+    Oversized,
+    /// A STUN message that does not parse.
+    Stun,
+}
+
+impl Malformed {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Malformed::Unparseable => "unparseable",
+            Malformed::Truncated => "truncated",
+            Malformed::MissingHeaders => "missing_headers",
+            Malformed::Oversized => "oversized",
+            Malformed::Stun => "stun",
+        }
+    }
+}
+
+/// One UDP datagram on the SIP port, framed and checked: what the receive path does with it.
+#[non_exhaustive]
+pub enum Datagram {
+    /// `CRLF CRLF`: a keep-alive ping, answered `CRLF` (RFC 5626 §3.5.1).
+    Ping,
+    /// `CRLF`: a keep-alive pong; nothing to do.
+    Pong,
+    /// A STUN message: the endpoint's business.
+    Stun(stun_types::Message),
+    /// A SIP message with the base headers every response needs: for ezk (boxed: the
+    /// other variants are small).
+    Sip(Box<SipMessage>),
+    /// Malformed: counted, and `answer` (a `400` or `513`, to the datagram's source) sent
+    /// when it is a request that names its transaction (a Via and a CSeq); else dropped.
+    Malformed {
+        /// Why.
+        reason: Malformed,
+        /// The response to send back, if any.
+        answer: Option<Bytes>,
+    },
+}
+
+impl std::fmt::Debug for Datagram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Datagram::Ping => f.write_str("Ping"),
+            Datagram::Pong => f.write_str("Pong"),
+            // ezk's STUN message has no `Debug`.
+            Datagram::Stun(_) => f.write_str("Stun"),
+            Datagram::Sip(message) => f.debug_tuple("Sip").field(message).finish(),
+            Datagram::Malformed { reason, answer } => {
+                f.debug_struct("Malformed").field("reason", reason).field("answer", answer).finish()
+            }
+        }
+    }
+}
+
+/// A parsed SIP message, as ezk's `ReceivedMessage` takes it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct SipMessage {
+    /// The request or status line.
+    pub line: MessageLine,
+    /// All headers, raw.
+    pub headers: Headers,
+    /// The base headers, parsed (ezk parses them again).
+    pub base: BaseHeaders,
+    /// The body.
+    pub body: Bytes,
+    /// The whole datagram.
+    pub buffer: Bytes,
+}
+
+/// Frames one datagram of at most `max_bytes` (larger: [`Malformed::Oversized`]) and checks
+/// it the way ezk's UDP transport and endpoint would, so that whatever ezk would drop
+/// unseen is [`Datagram::Malformed`] here. Never panics.
+pub fn frame(datagram: &[u8], max_bytes: usize) -> Datagram {
+    match datagram {
+        b"\r\n\r\n" => return Datagram::Ping,
+        b"\r\n" => return Datagram::Pong,
+        _ => {}
+    }
+    match stun_types::is_stun_message(datagram) {
+        // Under 20 bytes: STUN only if its magic cookie is there; else it is no SIP either.
+        stun_types::IsStunMessageInfo::TooShort
+            if datagram.get(4..8) != Some(&[0x21, 0x12, 0xa4, 0x42]) => {}
+        stun_types::IsStunMessageInfo::No => {}
+        stun_types::IsStunMessageInfo::Yes { len } if len <= max_bytes => {
+            return match datagram.get(..len).map(stun_types::Message::parse) {
+                Some(Ok(message)) => Datagram::Stun(message),
+                _ => Datagram::Malformed { reason: Malformed::Stun, answer: None },
+            };
+        }
+        _ => return Datagram::Malformed { reason: Malformed::Stun, answer: None },
+    }
+    let (line, headers, body, buffer) = match parse_message(datagram) {
+        Ok(parts) => parts,
+        Err(reason) => return Datagram::Malformed { reason, answer: None },
+    };
+    let answer = |status: &str| bad_request(&line, &headers, status);
+    if datagram.len() > max_bytes {
+        return Datagram::Malformed {
+            reason: Malformed::Oversized,
+            answer: answer("513 Message Too Large"),
+        };
+    }
+    let Some(body) = body else {
+        return Datagram::Malformed {
+            reason: Malformed::Truncated,
+            answer: answer("400 Body Shorter Than Content-Length"),
+        };
+    };
+    let Some(base) = base_headers(&line, &headers) else {
+        return Datagram::Malformed {
+            reason: Malformed::MissingHeaders,
+            answer: answer("400 Missing Or Bad Via, From, To, Call-ID Or CSeq"),
+        };
+    };
+    Datagram::Sip(Box::new(SipMessage { line, headers, base, body, buffer }))
+}
+
+/// The base headers, when ezk's endpoint would take the message: all five parse, there is
+/// a Via, and a transaction key can be made of them.
+fn base_headers(line: &MessageLine, headers: &Headers) -> Option<BaseHeaders> {
+    let base = BaseHeaders {
+        via: headers.get_named::<Vec<Via>>().ok().filter(|v| !v.is_empty())?,
+        from: headers.get(Name::FROM).ok()?,
+        to: headers.get(Name::TO).ok()?,
+        call_id: headers.get_named::<CallID>().ok()?,
+        cseq: headers.get_named::<CSeq>().ok()?,
+    };
+    TsxKey::from_message_parts(line, &base).ok()?;
+    Some(base)
+}
+
+/// A stateless response (`status`: code and phrase) to a malformed request, echoing the
+/// headers it has (RFC 3261 §8.2.6.2): only for a request other than ACK whose Via and
+/// CSeq parse, since without them the client cannot match the answer to its transaction.
+fn bad_request(line: &MessageLine, headers: &Headers, status: &str) -> Option<Bytes> {
+    let MessageLine::Request(request) = line else { return None };
+    let vias = headers.get_named::<Vec<Via>>().ok().filter(|v| !v.is_empty());
+    if request.method == Method::ACK || vias.is_none() || headers.get_named::<CSeq>().is_err() {
+        return None;
+    }
+    let mut echoed = Headers::with_capacity(6);
+    for name in [Name::VIA, Name::FROM, Name::TO, Name::CALL_ID, Name::CSEQ] {
+        // Copies raw values; a name absent copies nothing (not an error worth a branch).
+        let _ = headers.clone_into(&mut echoed, name);
+    }
+    echoed.insert(Name::CONTENT_LENGTH, "0");
+    Some(Bytes::from(format!("SIP/2.0 {status}\r\n{echoed}\r\n")))
+}
+
 /// A datagram as ezk's UDP transport parses it: the first line, the headers, the body
-/// (`Content-Length` of it, or the rest of the datagram without one). `None`: dropped.
-fn parse_message(datagram: &[u8]) -> Option<(MessageLine, Headers, Bytes)> {
+/// (`Content-Length` of it, or the rest of the datagram without one; `None` when the
+/// datagram is shorter than that) and the datagram.
+fn parse_message(
+    datagram: &[u8],
+) -> Result<(MessageLine, Headers, Option<Bytes>, Bytes), Malformed> {
     let buffer = Bytes::copy_from_slice(datagram);
     let mut parser = PullParser::new(&buffer, 0);
     let mut first = None;
     let mut headers = Headers::new();
     for item in &mut parser {
-        let line = std::str::from_utf8(item.ok()?).ok()?;
+        let item = item.map_err(|_| Malformed::Unparseable)?;
+        let line = std::str::from_utf8(item).map_err(|_| Malformed::Unparseable)?;
         if first.is_none() {
-            first = Some(MessageLine::parse(&buffer)(line).ok()?.1);
+            first = Some(MessageLine::parse(&buffer)(line).map_err(|_| Malformed::Unparseable)?.1);
         } else {
-            let (_, line) = Line::parse(&buffer, line).ok()?;
+            let (_, line) = Line::parse(&buffer, line).map_err(|_| Malformed::Unparseable)?;
             headers.insert(line.name, line.value);
         }
     }
-    let head_end = parser.head_end();
-    let body = match headers.get_named::<ezk_sip_types::header::typed::ContentLength>() {
-        Ok(length) if length.0 == 0 => Bytes::new(),
-        Ok(length) => buffer.get(head_end..head_end.checked_add(length.0)?)?.to_vec().into(),
-        Err(_) => buffer.slice(head_end.min(buffer.len())..),
+    let first = first.ok_or(Malformed::Unparseable)?;
+    let head_end = parser.head_end().min(buffer.len());
+    let body = match headers.get_named::<ContentLength>() {
+        Ok(length) if length.0 == 0 => Some(Bytes::new()),
+        Ok(length) => head_end
+            .checked_add(length.0)
+            .filter(|end| *end <= buffer.len())
+            .map(|end| buffer.slice(head_end..end)),
+        Err(_) => Some(buffer.slice(head_end..)),
     };
-    Some((first?, headers, body))
+    Ok((first, headers, body, buffer))
 }
 
 #[cfg(test)]
@@ -226,7 +393,90 @@ mod tests {
         assert_eq!(verdict(&no_cseq), Verdict::Malformed("missing_headers"));
         let short_body =
             request("INVITE", "open", "", "", "v=0").replace("Length: 3", "Length: 99");
-        assert_eq!(verdict(&short_body), Verdict::Malformed("unparseable"));
+        assert_eq!(verdict(&short_body), Verdict::Malformed("truncated"));
+    }
+
+    fn framed(datagram: &[u8]) -> (Option<&'static str>, Option<String>) {
+        match frame(datagram, 2000) {
+            Datagram::Malformed { reason, answer } => {
+                (Some(reason.label()), answer.map(|a| String::from_utf8(a.to_vec()).unwrap()))
+            }
+            _ => (None, None),
+        }
+    }
+
+    #[test]
+    fn framing_answers_what_can_be_addressed_and_drops_the_rest() {
+        assert!(matches!(frame(b"\r\n\r\n", 2000), Datagram::Ping));
+        assert!(matches!(frame(b"\r\n", 2000), Datagram::Pong));
+        // A STUN binding request (RFC 5389: type, length 0, magic cookie, transaction id).
+        let mut stun = vec![0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42];
+        stun.extend_from_slice(&[7; 12]);
+        assert!(matches!(frame(&stun, 2000), Datagram::Stun(_)));
+        assert_eq!(framed(&stun[..10]), (Some("stun"), None));
+        assert!(matches!(
+            frame(request("OPTIONS", "x", "", "", "").as_bytes(), 2000),
+            Datagram::Sip(_)
+        ));
+        assert_eq!(framed(b""), (Some("unparseable"), None));
+        assert_eq!(framed(b"\xff\xfe junk"), (Some("unparseable"), None));
+
+        // Via and CSeq: answered, with what the request had, to be matched by the client.
+        let no_call_id = request("OPTIONS", "x", "", "", "").replace("Call-ID: x\r\n", "");
+        let (reason, answer) = framed(no_call_id.as_bytes());
+        assert_eq!(reason, Some("missing_headers"));
+        let answer = answer.expect("a 400");
+        assert!(answer.starts_with("SIP/2.0 400 "), "{answer}");
+        assert!(
+            answer.contains("branch=z9hG4bK1") && answer.contains("CSeq: 1 OPTIONS"),
+            "{answer}"
+        );
+        assert!(
+            !answer.contains("\r\nCall-ID:") && answer.ends_with("Content-Length: 0\r\n\r\n"),
+            "{answer:?}"
+        );
+        // No CSeq, no Via, an ACK, a response: nothing to address, dropped.
+        let no_cseq = request("OPTIONS", "x", "", "", "").replace("CSeq: 1 OPTIONS\r\n", "");
+        assert_eq!(framed(no_cseq.as_bytes()), (Some("missing_headers"), None));
+        let via = "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK1\r\n";
+        let no_via = request("OPTIONS", "x", "", "", "").replace(via, "");
+        assert_eq!(framed(no_via.as_bytes()), (Some("missing_headers"), None));
+        let ack = request("ACK", "x", "", "", "").replace("Call-ID: x\r\n", "");
+        assert_eq!(framed(ack.as_bytes()), (Some("missing_headers"), None));
+        let response =
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\nCSeq: 1 BYE\r\n\r\n";
+        assert_eq!(framed(response.as_bytes()), (Some("missing_headers"), None));
+
+        // A body shorter than announced: 400 (RFC 3261 §18.3); too large: 513.
+        let short = request("INVITE", "x", "", "", "v=0").replace("Length: 3", "Length: 30");
+        let (reason, answer) = framed(short.as_bytes());
+        assert_eq!(reason, Some("truncated"));
+        assert!(answer.unwrap().starts_with("SIP/2.0 400 "));
+        let big = request("INVITE", "x", "", "", &"a".repeat(2000));
+        let (reason, answer) = framed(big.as_bytes());
+        assert_eq!(reason, Some("oversized"));
+        assert!(answer.unwrap().starts_with("SIP/2.0 513 Message Too Large\r\n"));
+        assert!(matches!(frame(big.as_bytes(), 4000), Datagram::Sip(_)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn framing_never_panics_and_answers_only_requests(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..3000),
+            cut in 0usize..400,
+            max in 1usize..3000,
+        ) {
+            let _ = frame(&bytes, max);
+            // A real request cut short or with junk spliced in: any verdict, no panic, and
+            // an answer is always a SIP response.
+            let mut message = request("INVITE", "open", "", "", OFFER).into_bytes();
+            let at = cut.min(message.len());
+            message.splice(at..at, bytes.iter().copied().take(8));
+            message.truncate(at + bytes.len() % 40 + 1);
+            if let Datagram::Malformed { answer: Some(answer), .. } = frame(&message, max) {
+                proptest::prop_assert!(answer.starts_with(b"SIP/2.0 "));
+            }
+        }
     }
 
     #[test]

@@ -56,10 +56,40 @@
 //! With `auth_users` configured, an INVITE must first answer a digest challenge
 //! ([`auth`]): `401` with SHA-256 and MD5 challenges, checked before routing.
 //!
-//! Messages that do not parse, or lack the base headers a response needs, are dropped by
-//! ezk's transports before any layer sees them, and not counted: ezk 0.9 has no hook for
-//! them and its transports are private (see `docs/SIP.md`). [`decide`] holds the message path's
-//! decisions as pure functions, which the fuzz target `sip_message` drives.
+//! ## Malformed messages
+//!
+//! Every malformed message is answered or dropped, and counted in
+//! `mixminus_sip_malformed_total{transport, reason}` (`reason`: `unparseable`, `truncated`,
+//! `missing_headers`, `oversized`, `stun`; see [`decide::Malformed`]).
+//!
+//! - **UDP: the receive path is ours** (`udp.rs`). Each datagram goes through
+//!   [`decide::frame`] — the same ezk-sip-types parsers and base-header checks ezk's
+//!   transport and endpoint apply — before ezk sees it: `CRLF CRLF` is answered `CRLF`,
+//!   STUN and good SIP are handed to ezk (`Endpoint::receive_stun`, `Endpoint::receive`),
+//!   and a malformed request that names its transaction (a Via and a CSeq that parse, not
+//!   an ACK) is answered statelessly, to the datagram's source only, `400` (a missing or bad
+//!   From/To/Call-ID, a body shorter than its `Content-Length`, RFC 3261 §8.1.1, §18.3) or
+//!   `513 Message Too Large` (over `max_message_bytes`); anything else (junk, no Via or
+//!   CSeq, a response, an ACK) is dropped. Responses must leave from the port the client
+//!   sent to, and only ezk makes the transport handle it sends through: ezk binds the
+//!   public socket in a builder that is never built (so ezk's own reader for it ends at
+//!   once), and we read the same socket through a duplicate of its descriptor taken with
+//!   `pidfd_getfd(2)` on our own process — safe Rust through `rustix`, so
+//!   `forbid(unsafe_code)` stays. Linux ≥ 5.6 only; where the call fails (another OS, a
+//!   seccomp policy) the server logs a warning and falls back to ezk's own UDP path,
+//!   uncounted.
+//! - **TCP: the stream is ezk's** (a connection's transport handle cannot be made outside
+//!   ezk), and ezk only logs what it drops. [`ezk_warnings`] is a `tracing` layer that
+//!   counts those warnings — a stream that does not frame (closed), one over 65535 bytes
+//!   (closed), a message without base headers (dropped; UDP ones never reach ezk) —
+//!   which `mixminus serve` installs; an embedder installs it beside its own layers.
+//!   A TCP message cut short by the peer closing is discarded by ezk without a word, and
+//!   not counted.
+//!
+//! Counting only through ezk's log lines (option (b) alone) would miss UDP garbage, whose
+//! ezk drop is silent for short datagrams, and could not tell UDP from TCP; a patched
+//! ezk with a drop hook is what to propose upstream, not ship. [`decide`] holds the message
+//! path's decisions as pure functions, which the fuzz target `sip_message` drives.
 //!
 //! Not done (see `docs/SIP.md`): TLS, other SRTP suites, a re-INVITE that moves the media
 //! or rekeys SRTP, DTMF on a joined leg as events
@@ -75,9 +105,12 @@ pub mod decide;
 pub mod dtmf;
 mod limit;
 pub mod lobby;
+pub mod malformed;
 pub mod pin;
 pub mod route;
 mod server;
+mod udp;
 
 pub use config::SipConfig;
+pub use malformed::ezk_warnings;
 pub use server::{SipError, SipServer};

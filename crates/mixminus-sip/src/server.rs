@@ -64,11 +64,26 @@ impl SipServer {
                 config.auth_sha256,
             )
         });
+        let shared_max_bytes = config.max_message_bytes;
         let shared = Arc::new(Shared { registry, auth, config, limiter: Mutex::new(limiter) });
         builder.add_layer(CallLayer(shared));
         let addr = if tcp && addr.port() == 0 { port_free_for_both(addr) } else { addr };
-        let udp = builder.bind_udp(addr).await.map_err(|source| SipError::Bind { addr, source })?;
-        let local = udp.bound();
+        let max_bytes = shared_max_bytes;
+        let bind_error = |source| SipError::Bind { addr, source };
+        let (udp, local) = match crate::udp::bind(addr).await {
+            Ok(udp) => {
+                let local = udp.bound();
+                (Some(udp), local)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(bind_error(error))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "SIP over UDP: ezk's own receive path, malformed not counted");
+                crate::udp::fell_back();
+                (None, ezk_bind_udp(&mut builder, addr).await.map_err(bind_error)?)
+            }
+        };
         if tcp {
             // The same port as UDP, so a port of 0 resolves to one address for both.
             builder
@@ -77,7 +92,10 @@ impl SipServer {
                 .map_err(|source| SipError::Bind { addr: local, source })?;
         }
         // The transports' tasks hold the endpoint from here on.
-        let _endpoint = builder.build();
+        let endpoint = builder.build();
+        if let Some(udp) = udp {
+            crate::udp::spawn(endpoint, udp, max_bytes);
+        }
         tracing::info!(%local, tcp, "SIP listening");
         Ok(Self { local })
     }
@@ -85,6 +103,25 @@ impl SipServer {
     /// The address SIP listens on (UDP, and TCP when on).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+}
+
+/// ezk's own UDP transport on `addr`, retried while the socket [`crate::udp::bind`] gave
+/// up is still held by ezk's idle task (it ends at its next poll).
+async fn ezk_bind_udp(
+    builder: &mut ezk_sip_core::EndpointBuilder,
+    addr: SocketAddr,
+) -> std::io::Result<SocketAddr> {
+    let mut tries = 0;
+    loop {
+        match builder.bind_udp(addr).await {
+            Ok(udp) => return Ok(udp.bound()),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 
