@@ -49,9 +49,6 @@ fn run_once(attempt: u32) -> Result<(), String> {
         assert!(num(row, "kbps") > 8.0, "{row:?}");
         let latency = num(row, "latency_ms");
         assert!((0.0..300.0).contains(&latency), "{row:?}");
-        // The tick-phase correction moves a latency by less than a frame.
-        let at_mean_phase = num(row, "latency_mean_phase_ms");
-        assert!((latency - at_mean_phase).abs() <= 20.0, "{row:?}");
     }
     let deaf = rows.iter().find(|r| r["phone"].contains("deaf")).expect("a deaf listener");
     assert!(num(deaf, "removed_talker_db") <= -60.0, "{deaf:?}");

@@ -53,30 +53,6 @@ fn send_phase(i: usize) -> Duration {
     Duration::from_micros(z % 20_000)
 }
 
-/// The frame, ms (the bench's phones and both bridges tick at 20 ms).
-const FRAME_MS: f64 = 20.0;
-
-/// The bridge's mixing tick phase, ms in 0..20 after `start` (mod 20): the circular mean
-/// of when a phone's packets arrive. Both bridges send a listener its frame right after
-/// the tick that mixed it, and the downlink is clean loopback, so arrivals mark the tick.
-/// A talker's packet waits (tick − its send phase) mod 20 ms for the tick that mixes it;
-/// over random phases that wait averages half a frame, which is what a latency "at the
-/// mean tick phase" puts in its place: the latency a caller can expect, without this
-/// run's luck of where the bridge's tick fell against three talkers' phases.
-fn tick_phase_ms(arrivals: &[Instant], start: Instant) -> Option<f64> {
-    let (mut x, mut y) = (0.0, 0.0);
-    for arrival in arrivals {
-        let ms = signed_ms(*arrival, start);
-        let angle = ms.rem_euclid(FRAME_MS) / FRAME_MS * std::f64::consts::TAU;
-        x += angle.cos();
-        y += angle.sin();
-    }
-    // Scattered arrivals (no clear tick) give no phase.
-    let n = arrivals.len() as f64;
-    ((x * x + y * y).sqrt() > 0.5 * n && n > 0.0)
-        .then(|| y.atan2(x).rem_euclid(std::f64::consts::TAU) / std::f64::consts::TAU * FRAME_MS)
-}
-
 /// Recording kept after the conversation ends (the slowest path's latency).
 const TAIL: Duration = Duration::from_millis(800);
 /// Left out at both ends of a solo span when measuring removed speech.
@@ -121,9 +97,6 @@ pub(crate) struct Scored {
     pub(crate) role: String,
     pub(crate) pesq: Option<f64>,
     pub(crate) latency_ms: Option<f64>,
-    /// The same with each frame's wait for the bridge's mixing tick replaced by its mean
-    /// over random phases (half a frame); see [`tick_phase_ms`].
-    pub(crate) latency_mean_phase_ms: Option<f64>,
     pub(crate) kbps: f64,
     /// Frames it received and played, % of one per 20 ms while it listened.
     pub(crate) received_pct: f64,
@@ -154,9 +127,6 @@ impl RunScore {
     }
     pub(crate) fn median_latency(&self) -> Option<f64> {
         median(self.phones.iter().filter_map(|p| p.latency_ms).collect())
-    }
-    pub(crate) fn median_latency_mean_phase(&self) -> Option<f64> {
-        median(self.phones.iter().filter_map(|p| p.latency_mean_phase_ms).collect())
     }
     pub(crate) fn median_kbps(&self) -> Option<f64> {
         median(self.phones.iter().map(|p| p.kbps).collect())
@@ -312,11 +282,9 @@ pub(crate) fn run(args: &BenchArgs, bridges: &mut dyn Bridges) -> anyhow::Result
                             }
                         }
                         eprintln!(
-                            "{tag}: PESQ median {}, latency {} (at mean phase {}), {} kbit/s, \
-                             removed {}",
+                            "{tag}: PESQ median {}, latency {}, {} kbit/s, removed {}",
                             fmt(s.median_pesq(), 2),
                             fmt(s.median_latency(), 0),
-                            fmt(s.median_latency_mean_phase(), 0),
                             fmt(s.median_kbps(), 1),
                             fmt(s.removed_db, 1)
                         );
@@ -557,7 +525,6 @@ fn score(
                 role: phone.role.clone(),
                 pesq: None,
                 latency_ms: None,
-                latency_mean_phase_ms: None,
                 kbps,
                 received_pct,
                 error: Some(error.to_owned()),
@@ -570,25 +537,19 @@ fn score(
         // there, they left t's phone in its packet of frame (j·frame − lag − shift_t)/frame,
         // sent at start + t's phase + that × 20 ms. Frames nobody heard speaks in are left
         // out: they carry no sample to time.
-        let tick = tick_phase_ms(&phone.arrivals, raw.start);
-        let (mut latencies, mut at_mean_phase) = (Vec::new(), Vec::new());
-        for (j, arrived) in phone.arrivals.iter().enumerate() {
-            let Ok(ideal) = usize::try_from((j * frame) as i64 - lag) else { continue };
-            let Some(t) = conversation.speaker_at(ideal, |t| phone.hears[t], &shifts) else {
-                continue;
-            };
-            let packet = (ideal - shifts[t].min(ideal)) / frame;
-            let sent = raw.start + send_phase(t) + Duration::from_millis(20 * packet as u64);
-            let latency = signed_ms(*arrived, sent);
-            latencies.push(latency);
-            if let Some(tick) = tick {
-                // How long t's packets, on the fastest path, wait for the next tick.
-                let wait = (tick - send_phase(t).as_secs_f64() * 1e3).rem_euclid(FRAME_MS);
-                at_mean_phase.push(latency - wait + FRAME_MS / 2.0);
-            }
-        }
-        let latency_ms = median(latencies);
-        let latency_mean_phase_ms = median(at_mean_phase);
+        let mut latencies: Vec<f64> = phone
+            .arrivals
+            .iter()
+            .enumerate()
+            .filter_map(|(j, arrived)| {
+                let ideal = usize::try_from((j * frame) as i64 - lag).ok()?;
+                let t = conversation.speaker_at(ideal, |t| phone.hears[t], &shifts)?;
+                let packet = (ideal - shifts[t].min(ideal)) / frame;
+                let sent = raw.start + send_phase(t) + Duration::from_millis(20 * packet as u64);
+                Some(signed_ms(*arrived, sent))
+            })
+            .collect();
+        let latency_ms = median(std::mem::take(&mut latencies));
         if raw.deaf.is_some_and(|(l, _)| l == i) {
             let removed = raw.deaf.map_or(0, |d| d.1);
             let lag = lag + shifts[removed] as i64;
@@ -602,7 +563,6 @@ fn score(
             role: phone.role.clone(),
             pesq,
             latency_ms,
-            latency_mean_phase_ms,
             kbps,
             received_pct,
             error: None,
@@ -790,9 +750,7 @@ fn summary(
         t,
         "Speech: {} espeak-ng talkers ({}), {} quiet listeners, {:.1} s; Opus 16 kHz phones; \
          uplinks impaired, downlinks clean. PESQ WB (1–4.64), median over every phone of \
-         the run; latency = talker's packet sent → listener's packet received, median; \
-         at mean phase: the same with the wait for the bridge's tick at its mean over \
-         random phases (half a frame) instead of this run's. \
+         the run; latency = talker's packet sent → listener's packet received, median. \
          Machine load average during the run: {load:.1}; a phone that received under ~99 % \
          of its frames heard a bridge that could not keep time.\n",
         conversation.tracks.len(),
@@ -802,23 +760,21 @@ fn summary(
     );
     let _ = writeln!(
         t,
-        "| condition | bridge | settings | PESQ median | PESQ min | latency ms | \
-         latency ms at mean phase | listener kbit/s | \
+        "| condition | bridge | settings | PESQ median | PESQ min | latency ms | listener kbit/s | \
          uplink loss | removed speech dB (heard: control) | bridge CPU % | frames received (min) |"
     );
-    let _ = writeln!(t, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(t, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in scores {
         let min = s.phones.iter().filter_map(|p| p.pesq).fold(f64::INFINITY, f64::min);
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} % | {} | {} | {} % |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} % | {} | {} | {} % |",
             s.condition,
             s.target.name(),
             s.settings,
             fmt(s.median_pesq(), 2),
             fmt(min.is_finite().then_some(min), 2),
             fmt(s.median_latency(), 0),
-            fmt(s.median_latency_mean_phase(), 0),
             fmt(s.median_kbps(), 1),
             s.uplink_loss * 100.0,
             match (s.removed_db, s.control_db) {
@@ -902,8 +858,7 @@ fn summary(
 
 fn write_csv(path: &Path, scores: &[RunScore]) -> anyhow::Result<()> {
     let mut text = String::from(
-        "condition,bridge,settings,phone,pesq,latency_ms,latency_mean_phase_ms,kbps,received_pct,\
-         removed_talker_db,\
+        "condition,bridge,settings,phone,pesq,latency_ms,kbps,received_pct,removed_talker_db,\
          cpu_cores,uplink_loss\n",
     );
     for s in scores {
@@ -918,14 +873,13 @@ fn write_csv(path: &Path, scores: &[RunScore]) -> anyhow::Result<()> {
             };
             let _ = writeln!(
                 text,
-                "{},{},{},{},{},{},{},{:.2},{:.1},{},{},{:.4}",
+                "{},{},{},{},{},{},{:.2},{:.1},{},{},{:.4}",
                 s.condition,
                 s.target.name(),
                 s.settings,
                 p.role,
                 p.pesq.map_or(String::new(), |x| format!("{x:.3}")),
                 p.latency_ms.map_or(String::new(), |x| format!("{x:.1}")),
-                p.latency_mean_phase_ms.map_or(String::new(), |x| format!("{x:.1}")),
                 p.kbps,
                 p.received_pct,
                 removed.replace('–', ""),
@@ -1005,35 +959,4 @@ fn plot(path: &Path, scores: &[RunScore], conditions: &[Condition]) -> anyhow::R
         .map_err(|e| draw(&e))?;
     root.present().map_err(|e| draw(&e))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_tick_phase_is_a_circular_mean_and_needs_a_tick() {
-        let start = Instant::now();
-        let at = |ms: f64| start + Duration::from_secs_f64(ms / 1000.0);
-        // Arrivals 0.5 ms either side of a tick at 19.8 ms (mod 20): the mean is 19.8, not
-        // the 10 a plain mean of 19.3 and 0.3 would give.
-        let wrapped: Vec<Instant> =
-            (0..50).map(|k| at(20.0 * k as f64 + if k % 2 == 0 { 19.3 } else { 20.3 })).collect();
-        let phase = tick_phase_ms(&wrapped, start).unwrap();
-        assert!((phase - 19.8).abs() < 0.05, "{phase}");
-        let steady: Vec<Instant> = (0..50).map(|k| at(20.0 * k as f64 + 7.0)).collect();
-        assert!((tick_phase_ms(&steady, start).unwrap() - 7.0).abs() < 1e-6);
-        // Spread evenly over the frame: no tick to speak of.
-        let spread: Vec<Instant> = (0..40).map(|k| at(20.0 * k as f64 + k as f64 / 2.0)).collect();
-        assert_eq!(tick_phase_ms(&spread, start), None);
-        assert_eq!(tick_phase_ms(&[], start), None);
-    }
-
-    #[test]
-    fn send_phases_are_fixed_and_within_a_frame() {
-        let phases: Vec<Duration> = (0..5).map(send_phase).collect();
-        assert_eq!(phases, (0..5).map(send_phase).collect::<Vec<_>>());
-        assert!(phases.iter().all(|p| *p < Duration::from_millis(20)));
-        assert!(phases.windows(2).any(|w| w[0] != w[1]));
-    }
 }
