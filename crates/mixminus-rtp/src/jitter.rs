@@ -32,7 +32,7 @@ pub struct JitterConfig {
     /// The most delay the buffer aims for, ms, and the most delay a listener hears beyond
     /// the fastest path: a missing packet is given up (concealed, or rebuilt from FEC)
     /// rather than waited for once the wait would take the sample being played more than
-    /// this far behind the fastest recent packet, and audio is accelerated while it is.
+    /// this far behind the fastest recent packet.
     /// The buffer holds at most twice this (a burst after a stall), past which the oldest
     /// packets are dropped.
     pub max_delay_ms: u32,
@@ -387,8 +387,9 @@ impl JitterBuffer {
     /// when to decode, to rebuild from FEC or to conceal. With `skip_decode` (the caller
     /// does not need this frame's sound, e.g. a quiet participant) payloads due now are
     /// consumed as silence without decoding, and losses are not concealed; the buffer's
-    /// timing is unaffected. `now` is accepted for symmetry with
-    /// [`insert`](Self::insert); the buffer's clock is the pull cadence itself.
+    /// timing is unaffected. `now` is the time this frame is for (the tick's deadline, on
+    /// the clock of [`insert`](Self::insert)'s arrival times): the delay heard, which
+    /// `max_delay_ms` bounds, is measured against it.
     pub fn pull(
         &mut self,
         now: Instant,
@@ -413,17 +414,20 @@ impl JitterBuffer {
         // The cap is on the delay heard: how far the next sample to play is behind the
         // fastest path. Waits for late packets move it without moving the level.
         let cap = f64::from(self.config.max_delay_ms) * self.per_ms;
+        // The cap bounds waits only. Stretching whenever the delay heard is over it was
+        // tried: under a packet flood (packets queued behind junk arrive late) every leg
+        // stretched at once, and the CPU that cost starved the tick (`hostile_chaos`:
+        // 85-96 % of frames delivered instead of 99 %).
         let behind = self.behind_samples(now);
-        let over_cap = behind.map_or(0.0, |b| (b - cap).max(0.0));
         self.steering = match self.steering {
             Steering::Accelerate if self.level > target => Steering::Accelerate,
             _ if self.level > target + margin => Steering::Accelerate,
             _ if self.level < target - margin => Steering::Expand,
             _ => Steering::Hold,
         };
-        let excess = (self.level.min(level) - target).max(0.0).max(over_cap);
+        let excess = (self.level.min(level) - target).max(0.0);
         let deficit = (target - self.level).max(0.0);
-        let accelerate = self.steering == Steering::Accelerate || over_cap > 0.0;
+        let accelerate = self.steering == Steering::Accelerate;
         let expand = !accelerate && self.steering == Steering::Expand;
         // Frames a missing packet may still be waited for before the wait would take the
         // delay heard past the cap.

@@ -867,7 +867,7 @@ impl ConferenceTask {
                             self.counters.skipped_ticks += skip as u64;
                         }
                     }
-                    self.tick(now.into_std());
+                    self.tick(now.into_std(), deadline.into_std());
                 }
             }
         }
@@ -1184,14 +1184,18 @@ impl ConferenceTask {
         Ok(())
     }
 
-    fn tick(&mut self, now: Instant) {
+    /// One frame: `deadline` is when it was due, `now` when the task got to it.
+    fn tick(&mut self, now: Instant, deadline: Instant) {
         let started = Instant::now();
         let ConferenceTask { legs, conference, .. } = self;
         let mut decodes = 0u32;
         for (&id, leg) in legs.iter_mut() {
             leg.webrtc_tick(now);
             leg.refresh_consent(now);
-            let pulled = leg.playout(now, conference, id);
+            // The playout buffer measures the delay heard against when the frame was due:
+            // a tick the machine made late is not a late packet, and stretching every leg
+            // to make up for it would cost CPU at the worst moment and give nothing back.
+            let pulled = leg.playout(deadline, conference, id);
             decodes += pulled.decoder_calls();
             self.metrics.playout.on_pull(&pulled);
         }
