@@ -45,9 +45,8 @@ where
     // (and are checked with their own target first). Every other callsite is never of
     // interest, so it costs nothing when the log filter is quieter than WARN: a warning
     // per junk packet elsewhere must not be formatted for this layer.
-    let warnings: fn(&Metadata<'_>) -> bool = |m| {
-        *m.level() <= Level::WARN && (m.target() == "log" || m.target().starts_with("ezk_"))
-    };
+    let warnings: fn(&Metadata<'_>) -> bool =
+        |m| *m.level() <= Level::WARN && (m.target() == "log" || m.target().starts_with("ezk_"));
     EzkWarnings.with_filter(filter_fn(warnings).with_max_level_hint(LevelFilter::WARN))
 }
 
