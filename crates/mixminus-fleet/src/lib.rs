@@ -381,13 +381,16 @@ fn healthy(config: &NatsConfig, shared: &Shared) -> bool {
 }
 
 /// Watches both buckets into memory; starts over when either watch ends, fails, or goes
-/// quiet (this node's own heartbeat must come through every interval).
+/// quiet (this node's own heartbeat must come through every interval). Each watch starts
+/// with every key's current value (`watch_with_history`): the memory is cleared on a
+/// restart, and `watch_all` would deliver only changes made after it, so a node back from
+/// a partition forgot every placement that did not change again.
 async fn watches(nodes: Store, conferences: Store, config: NatsConfig, shared: Arc<Shared>) {
     loop {
         let watched = async {
             Ok::<_, String>((
-                nodes.watch_all().await.map_err(|e| e.to_string())?,
-                conferences.watch_all().await.map_err(|e| e.to_string())?,
+                nodes.watch_with_history(">").await.map_err(|e| e.to_string())?,
+                conferences.watch_with_history(">").await.map_err(|e| e.to_string())?,
             ))
         }
         .await;
