@@ -550,6 +550,19 @@ fn payload_types(socket: &tokio::net::UdpSocket) -> Vec<u8> {
     types
 }
 
+/// The payload types the bridge sends during `window`, once `settle` has passed for a change
+/// to take hold (what came before is drained and dropped).
+async fn payload_types_after(
+    socket: &tokio::net::UdpSocket,
+    settle: Duration,
+    window: Duration,
+) -> Vec<u8> {
+    tokio::time::sleep(settle).await;
+    payload_types(socket);
+    tokio::time::sleep(window).await;
+    payload_types(socket)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reinvite_with_another_codec_switches_the_leg_and_hold_still_works() {
     let (api, sip) = rig((16_320, 16_339), 10).await;
@@ -612,10 +625,8 @@ async fn a_reinvite_with_another_codec_switches_the_leg_and_hold_still_works() {
     assert!(r.body().contains(" 2 IN IP4"), "a new SDP version: {}", r.body());
     assert_eq!(port(r.body()).as_deref(), Some(bridge_port.as_str()), "the same port");
     pt.store(8, std::sync::atomic::Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    payload_types(&rtp);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let types = payload_types(&rtp);
+    let types =
+        payload_types_after(&rtp, Duration::from_millis(200), Duration::from_millis(600)).await;
     assert!(types.len() > 10 && types.iter().all(|&t| t == 8), "PCMA comes: {types:?}");
     let after = leg(participants(&api, "codecs").await);
     assert_eq!(after["participant_id"], before["participant_id"], "the same participant");
@@ -629,20 +640,19 @@ async fn a_reinvite_with_another_codec_switches_the_leg_and_hold_still_works() {
     // A codec we cannot take: 488, and the call stays as it was.
     let r = uac.reinvite(&mut call, &with_codec(&pcmu, 18, "G729/8000")).await.unwrap();
     assert_eq!(r.status, 488, "{}", r.text);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    payload_types(&rtp);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let types = payload_types(&rtp);
+    let types =
+        payload_types_after(&rtp, Duration::from_millis(100), Duration::from_millis(400)).await;
     assert!(types.len() > 5 && types.iter().all(|&t| t == 8), "still PCMA: {types:?}");
 
     // Hold still works after a switch, and so does Opus (48 kHz clock).
     let held = with_codec(&pcmu, 8, "PCMA/8000").replace("a=sendrecv", "a=sendonly");
     let r = uac.reinvite(&mut call, &held).await.unwrap();
     assert!(r.status == 200 && r.body().contains("a=recvonly"), "{}", r.text);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    payload_types(&rtp);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(payload_types(&rtp), Vec::<u8>::new(), "held: nothing is sent");
+    assert_eq!(
+        payload_types_after(&rtp, Duration::from_millis(100), Duration::from_millis(500)).await,
+        Vec::<u8>::new(),
+        "held: nothing is sent"
+    );
     let opus = with_codec(&pcmu, 111, "opus/48000/2");
     let r = uac.reinvite(&mut call, &opus).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text);
@@ -652,10 +662,8 @@ async fn a_reinvite_with_another_codec_switches_the_leg_and_hold_still_works() {
         r.body()
     );
     pt.store(111, std::sync::atomic::Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    payload_types(&rtp);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let types = payload_types(&rtp);
+    let types =
+        payload_types_after(&rtp, Duration::from_millis(200), Duration::from_millis(600)).await;
     assert!(types.len() > 10 && types.iter().all(|&t| t == 111), "Opus comes, resumed: {types:?}");
     let opus_leg = leg(participants(&api, "codecs").await);
     assert_eq!(opus_leg["rtp"]["codec"], "opus", "{opus_leg}");
