@@ -181,7 +181,10 @@ pub struct JitterStats {
 /// - **Target delay** (ms, not frames): one frame, plus the 0.95 quantile of the packets'
 ///   delay relative to the fastest packet of the last 2 s, from a histogram with
 ///   exponential forgetting (NetEq's `DelayManager`), within
-///   [`JitterConfig`]'s bounds. With no jitter it is one frame.
+///   [`JitterConfig`]'s bounds. With no jitter it is one frame. Packets slower than the
+///   cap are given up whatever the target, so when fewer than 95 % come within it the
+///   target is the least delay that keeps as many in time as the cap does (10 % of packets
+///   held back past the cap add no delay; they would only have been buffered for).
 /// - **Level**: each pull measures the audio held (the span of buffered packets plus the
 ///   decoded samples not yet played), smoothed over about 8 ticks. Above the target by
 ///   more than a margin (a quarter of the jitter allowance, at least 3 ms), one pitch
@@ -604,7 +607,8 @@ impl JitterBuffer {
     /// The target, output samples: one frame plus the jitter allowance, within bounds.
     fn target_samples(&self) -> f64 {
         let frame_ms = self.frame as f64 / self.per_ms;
-        let ms = (frame_ms + self.delays.target_us() / 1000.0)
+        let cap_us = (f64::from(self.config.max_delay_ms) - frame_ms).max(0.0) * 1000.0;
+        let ms = (frame_ms + self.delays.target_us(cap_us) / 1000.0)
             .max(frame_ms + f64::from(self.config.min_delay_ms))
             .min(f64::from(self.config.max_delay_ms).max(frame_ms));
         ms * self.per_ms
@@ -668,8 +672,16 @@ impl JitterBuffer {
         };
         // A frame already covered by concealment whose packet never came, with later
         // packets here: skip it now, or the wait would leave its latency behind. So is one
-        // that came, when playing it now would put the delay heard past the cap.
-        while self.held > 0 && next < self.highest && (!self.has(next) || self.held > wait_room) {
+        // that came, when playing it now would put the delay heard past the cap, even with
+        // nothing after it (the buffer then conceals for the next packet instead: the cap
+        // is on the delay heard, and a late packet played would raise it by the wait).
+        while self.held > 0
+            && if next < self.highest {
+                !self.has(next) || self.held > wait_room
+            } else {
+                self.held > wait_room && self.has(next)
+            }
+        {
             self.held -= 1;
             if self.slot_mut(next).take(next).is_some() {
                 self.stats.late += 1;

@@ -45,6 +45,9 @@ pub(super) enum Jitter {
     Uniform(f64),
     /// Exponential with this mean, ms (a long tail), capped at 10 means.
     Exponential(f64),
+    /// A fraction of the packets held back this many ms, the rest on time (the quality
+    /// bench's "reordering").
+    HeldBack(f64, f64),
 }
 
 impl Jitter {
@@ -53,6 +56,13 @@ impl Jitter {
             Jitter::None => 0.0,
             Jitter::Uniform(max) => rng.unit() * max,
             Jitter::Exponential(mean) => (-(1.0 - rng.unit()).ln() * mean).min(10.0 * mean),
+            Jitter::HeldBack(fraction, ms) => {
+                if rng.unit() < fraction {
+                    ms
+                } else {
+                    0.0
+                }
+            }
         }
     }
 }
