@@ -403,7 +403,7 @@ impl JitterBuffer {
         let mut pulled = Pulled::new();
         let f = self.frame;
         let out = if out.len() >= f { &mut out[..f] } else { out };
-        if !self.playing && !self.try_start() {
+        if !self.playing && !self.try_start(now) {
             out.fill(0);
             // Audio decoded before a pause still plays out.
             if self.sync_len == 0 {
@@ -431,7 +431,12 @@ impl JitterBuffer {
         let excess = (self.level.min(level) - target).max(0.0);
         let deficit = (target - self.level).max(0.0);
         let accelerate = self.steering == Steering::Accelerate;
-        let expand = !accelerate && self.steering == Steering::Expand;
+        // Expanding delays what is heard on purpose, so it too stays within the cap: under
+        // jitter past the cap the level is low because packets are late, and stretching
+        // the audio would not bring them sooner, only make the waits it can no longer make.
+        let expand = !accelerate
+            && self.steering == Steering::Expand
+            && behind.is_none_or(|b| b + deficit.min(MAX_EXPAND_MS * self.per_ms) <= cap);
         // Frames a missing packet may still be waited for before the wait would take the
         // delay heard past the cap.
         let wait_room = behind.map_or(u32::MAX, |b| ((cap - b) / f as f64).floor().max(0.0) as u32);
@@ -533,6 +538,8 @@ const SLOT_MARGIN: usize = 32;
 const PAUSE_AFTER_UNDERRUNS: u32 = 3;
 /// Weight of each tick's level in the smoothed level (a time constant of ~8 ticks).
 const LEVEL_SMOOTHING: f64 = 1.0 / 8.0;
+/// The most one preemptive expand adds, ms (see `stretch.rs`).
+const MAX_EXPAND_MS: f64 = 15.0;
 /// The least distance from the target before stretching, ms.
 const MIN_MARGIN_MS: f64 = 3.0;
 /// A stretch of poorly correlated (noise-like) audio is done anyway when the level is
@@ -628,18 +635,27 @@ impl JitterBuffer {
         Some(end / 1000.0 * self.per_ms + self.sync_len as f64)
     }
 
-    /// Starts (or resumes) playing once the target delay is buffered; skips leading holes.
-    fn try_start(&mut self) -> bool {
+    /// Starts (or resumes) playing once the target delay is buffered; skips leading holes,
+    /// and packets so late that starting with them would put the delay heard at `now`
+    /// past the cap.
+    fn try_start(&mut self, now: Instant) -> bool {
         let Some(next) = self.next else { return false };
         if self.raw_level() < self.target_samples() - self.frame as f64 / 2.0 {
             return false;
         }
         // Start with audio, not with the holes in front of it (a resuming sender's
-        // first packets may be the lost ones).
-        let first = (next..=self.highest).find(|&s| self.has(s));
+        // first packets may be the lost ones), and not with audio that came too late to
+        // play within the cap (the packets that ran the buffer dry): the newest buffered
+        // packet when none is in time.
+        let cap_us = f64::from(self.config.max_delay_ms) * 1000.0;
+        let in_time =
+            |s: u64| self.delays.behind_us(now, self.slot(s).timestamp).is_none_or(|b| b <= cap_us);
+        let buffered = || (next..=self.highest).filter(|&s| self.has(s));
+        let first = buffered().find(|&s| in_time(s)).or_else(|| buffered().last());
         match first {
             Some(first) if first > next => {
-                self.skip_to(first);
+                let dropped = self.skip_to(first);
+                self.stats.late += u64::from(dropped);
             }
             Some(_) => {}
             None => return false,

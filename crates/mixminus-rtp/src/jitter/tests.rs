@@ -170,6 +170,32 @@ fn a_late_packet_alone_past_the_cap_is_given_up() {
     assert_eq!((heard, concealed, stats.late), (1, 1, 1), "past a 20 ms cap it is dropped");
 }
 
+/// A resume does not start on audio too late for the cap: after a pause, packets 7–9 come
+/// together at 200 ms; 7 is 60 ms behind the fastest path by then. Under a 40 ms cap it is
+/// dropped as late and 8 plays first; by default 7 plays.
+#[test]
+fn a_resume_skips_packets_past_the_cap() {
+    let t0 = Instant::now();
+    let play = |config: JitterConfig| {
+        let mut jb = buffer(config);
+        let mut out = vec![0i16; FRAME];
+        for seq in 0..3u64 {
+            jb.insert(at(t0, 20 * seq), seq, ts(seq), flat(100));
+            jb.pull(at(t0, 20 * seq), &mut RawPcm, false, &mut out);
+        }
+        for tick in 3..10u64 {
+            jb.pull(at(t0, 20 * tick), &mut RawPcm, false, &mut out);
+        }
+        for seq in 7..10u64 {
+            jb.insert(at(t0, 200), seq, ts(seq), flat(100 + seq as i16));
+        }
+        jb.pull(at(t0, 200), &mut RawPcm, false, &mut out);
+        (out[0], jb.stats().late)
+    };
+    assert_eq!(play(JitterConfig::default()), (107, 0), "within the default cap 7 plays");
+    assert_eq!(play(JitterConfig::new(0, 40)), (108, 1), "past a 40 ms cap it is dropped");
+}
+
 #[test]
 fn pause_then_resume_plays_from_the_new_packets() {
     let t0 = Instant::now();
@@ -445,8 +471,9 @@ proptest! {
 
 /// A lower `max_delay_ms` trades lateness for delay: under 0–40 ms of jitter the default
 /// bounds play ~68 ms behind the fastest path with nothing late; a 40 ms cap holds the delay
-/// heard near the cap (~49 ms: it gives up a packet, rather than wait for it or play it
-/// after a wait, once that would pass the cap), and what it gives up is bounded (~7 %).
+/// heard at the cap (~38 ms: it gives up a packet, rather than wait for it or play it
+/// after a wait, once that would pass the cap, and does not expand past it), and what it
+/// gives up is bounded (~7 %).
 #[test]
 fn a_delay_cap_bounds_the_delay_heard() {
     let run = |cap| {
@@ -468,9 +495,8 @@ fn a_delay_cap_bounds_the_delay_heard() {
     assert!(capped.target_ms[2999] <= 40);
     assert!(uncapped.late_fraction() < 0.01);
     let behind = capped.mean_behind(500, 3000);
-    // The delay heard includes the frame being played and the tick's phase, on top of
-    // the cap on waits.
-    assert!(behind <= 40.0 + 15.0, "the delay heard stays near the cap: {behind:.1} ms");
+    // Before expanding was bounded by the cap too, it was 49 ms.
+    assert!(behind <= 40.0 + 3.0, "the delay heard stays at the cap: {behind:.1} ms");
     assert!(behind < uncapped.mean_behind(500, 3000) - 10.0, "and well below the default");
     // A 40 ms cap under 0–40 ms of jitter covers about half the jitter range beyond the
     // frame; what arrives later than that is late. Bounded, not zero.
