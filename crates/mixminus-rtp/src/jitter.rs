@@ -403,7 +403,7 @@ impl JitterBuffer {
         let mut pulled = Pulled::new();
         let f = self.frame;
         let out = if out.len() >= f { &mut out[..f] } else { out };
-        if !self.playing && !self.try_start(now) {
+        if !self.playing && !self.try_start() {
             out.fill(0);
             // Audio decoded before a pause still plays out.
             if self.sync_len == 0 {
@@ -635,27 +635,18 @@ impl JitterBuffer {
         Some(end / 1000.0 * self.per_ms + self.sync_len as f64)
     }
 
-    /// Starts (or resumes) playing once the target delay is buffered; skips leading holes,
-    /// and packets so late that starting with them would put the delay heard at `now`
-    /// past the cap.
-    fn try_start(&mut self, now: Instant) -> bool {
+    /// Starts (or resumes) playing once the target delay is buffered; skips leading holes.
+    fn try_start(&mut self) -> bool {
         let Some(next) = self.next else { return false };
         if self.raw_level() < self.target_samples() - self.frame as f64 / 2.0 {
             return false;
         }
         // Start with audio, not with the holes in front of it (a resuming sender's
-        // first packets may be the lost ones), and not with audio that came too late to
-        // play within the cap (the packets that ran the buffer dry): the newest buffered
-        // packet when none is in time.
-        let cap_us = f64::from(self.config.max_delay_ms) * 1000.0;
-        let in_time =
-            |s: u64| self.delays.behind_us(now, self.slot(s).timestamp).is_none_or(|b| b <= cap_us);
-        let buffered = || (next..=self.highest).filter(|&s| self.has(s));
-        let first = buffered().find(|&s| in_time(s)).or_else(|| buffered().last());
+        // first packets may be the lost ones).
+        let first = (next..=self.highest).find(|&s| self.has(s));
         match first {
             Some(first) if first > next => {
-                let dropped = self.skip_to(first);
-                self.stats.late += u64::from(dropped);
+                self.skip_to(first);
             }
             Some(_) => {}
             None => return false,
