@@ -120,29 +120,35 @@ fn a_late_packet_is_waited_for_and_then_plays() {
     assert_eq!((stats.lost, stats.late, stats.concealed), (0, 0, 1));
 }
 
+/// Plays 0–2 on time, conceals the tick at 60 ms for 3, then lets 3 come at 90 ms (and 4
+/// with it when `with_next`) and pulls the tick at 100 ms: what that tick heard first, how
+/// many frames it concealed, and the buffer's counters.
+fn late_packet_3(config: JitterConfig, with_next: bool) -> (i16, u32, JitterStats) {
+    let t0 = Instant::now();
+    let mut jb = buffer(config);
+    let mut out = vec![0i16; FRAME];
+    for seq in 0..3u64 {
+        jb.insert(at(t0, 20 * seq), seq, ts(seq), flat(100));
+        jb.pull(at(t0, 20 * seq), &mut RawPcm, false, &mut out);
+    }
+    let pulled = jb.pull(at(t0, 60), &mut RawPcm, false, &mut out);
+    assert_eq!((pulled.concealed, out[0]), (1, 1), "3 is not here: concealed");
+    jb.insert(at(t0, 90), 3, ts(3), flat(103));
+    if with_next {
+        jb.insert(at(t0, 90), 4, ts(4), flat(104));
+    }
+    let pulled = jb.pull(at(t0, 100), &mut RawPcm, false, &mut out);
+    (out[0], pulled.concealed, jb.stats())
+}
+
 /// The same late packet, under a 20 ms cap on the delay heard: playing it after the frame
 /// concealed for it would put the listener 40 ms behind the fastest path, so it is dropped
 /// as late and the next packet plays in its time.
 #[test]
 fn a_wait_past_the_cap_gives_the_packet_up() {
-    let t0 = Instant::now();
-    let play = |config: JitterConfig| {
-        let mut jb = buffer(config);
-        let mut out = vec![0i16; FRAME];
-        for seq in 0..3u64 {
-            jb.insert(at(t0, 20 * seq), seq, ts(seq), flat(100));
-            jb.pull(at(t0, 20 * seq), &mut RawPcm, false, &mut out);
-        }
-        let pulled = jb.pull(at(t0, 60), &mut RawPcm, false, &mut out);
-        assert_eq!((pulled.concealed, out[0]), (1, 1), "3 is not here: concealed");
-        jb.insert(at(t0, 90), 3, ts(3), flat(103));
-        jb.insert(at(t0, 90), 4, ts(4), flat(104));
-        jb.pull(at(t0, 100), &mut RawPcm, false, &mut out);
-        (out[0], jb.stats())
-    };
-    let (heard, stats) = play(JitterConfig::default());
+    let (heard, _, stats) = late_packet_3(JitterConfig::default(), true);
     assert_eq!((heard, stats.late), (103, 0), "within the default cap the wait is made");
-    let (heard, stats) = play(JitterConfig::new(0, 20));
+    let (heard, _, stats) = late_packet_3(JitterConfig::new(0, 20), true);
     assert_eq!((heard, stats.late, stats.lost), (104, 1, 0), "past a 20 ms cap it is not");
 }
 
@@ -151,22 +157,9 @@ fn a_wait_past_the_cap_gives_the_packet_up() {
 /// one; by default it plays.
 #[test]
 fn a_late_packet_alone_past_the_cap_is_given_up() {
-    let t0 = Instant::now();
-    let play = |config: JitterConfig| {
-        let mut jb = buffer(config);
-        let mut out = vec![0i16; FRAME];
-        for seq in 0..3u64 {
-            jb.insert(at(t0, 20 * seq), seq, ts(seq), flat(100));
-            jb.pull(at(t0, 20 * seq), &mut RawPcm, false, &mut out);
-        }
-        jb.pull(at(t0, 60), &mut RawPcm, false, &mut out);
-        jb.insert(at(t0, 90), 3, ts(3), flat(103));
-        let pulled = jb.pull(at(t0, 100), &mut RawPcm, false, &mut out);
-        (out[0], pulled.concealed, jb.stats())
-    };
-    let (heard, concealed, stats) = play(JitterConfig::default());
+    let (heard, concealed, stats) = late_packet_3(JitterConfig::default(), false);
     assert_eq!((heard, concealed, stats.late), (103, 0, 0), "within the default cap it plays");
-    let (heard, concealed, stats) = play(JitterConfig::new(0, 20));
+    let (heard, concealed, stats) = late_packet_3(JitterConfig::new(0, 20), false);
     assert_eq!((heard, concealed, stats.late), (1, 1, 1), "past a 20 ms cap it is dropped");
 }
 
