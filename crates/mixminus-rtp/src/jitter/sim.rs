@@ -183,6 +183,30 @@ pub(super) fn simulate_clock(
     clock: f64,
     net: impl Fn(f64) -> Net,
 ) -> Run {
+    simulate_full(config, seconds, seed, keep_output, clock, 7.3, net)
+}
+
+/// [`simulate`] with the receiver ticking from `phase_ms` (where its ticks fall against
+/// the packets' arrivals decides which delays the tick grid can play at).
+pub(super) fn simulate_phase(
+    config: JitterConfig,
+    seconds: u64,
+    seed: u64,
+    phase_ms: f64,
+    net: impl Fn(f64) -> Net,
+) -> Run {
+    simulate_full(config, seconds, seed, false, 1.0, phase_ms, net)
+}
+
+fn simulate_full(
+    config: JitterConfig,
+    seconds: u64,
+    seed: u64,
+    keep_output: bool,
+    clock: f64,
+    phase_ms: f64,
+    net: impl Fn(f64) -> Net,
+) -> Run {
     let packets = opus_packets(50);
     let mut decoder = opus_decoder();
     let mut jb = JitterBuffer::new(config, FRAME_MS as u32, RATE, FRAME);
@@ -215,7 +239,7 @@ pub(super) fn simulate_clock(
     let mut next_arrival = 0;
     let mut started = false;
     for tick in 0..frames + 20 {
-        let now_ms = 7.3 + (tick * FRAME_MS) as f64;
+        let now_ms = phase_ms + (tick * FRAME_MS) as f64;
         while next_arrival < arrivals.len() && arrivals[next_arrival].0 <= now_ms {
             let (arrival, seq) = arrivals[next_arrival];
             let payload = packets[(seq % packets.len() as u64) as usize].clone();
