@@ -131,16 +131,40 @@ struct Row {
     line: String,
 }
 
-async fn matrix(warm: Duration, measure: Duration, ports: (u16, u16)) -> Vec<Row> {
+/// Runs every scenario, `batch` at a time (each batch on a bridge of its own), and prints
+/// the table.
+async fn matrix(warm: Duration, measure: Duration, ports: (u16, u16), batch: usize) -> Vec<Row> {
+    let all = scenarios();
+    let mut rows = Vec::new();
+    for (k, chunk) in all.chunks(batch).enumerate() {
+        rows.extend(run_batch(warm, measure, ports, chunk, k * batch).await);
+    }
+    println!(
+        "| scenario | 440 Hz heard, dB | 1100 Hz (deaf), dB | lost in network | packets in | lost (jitter) | concealed | FEC | late | dup dropped | accelerated/expanded ms | delay/target ms | overflow | max depth/limit | late/skipped ticks |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for row in &rows {
+        println!("{}", row.line);
+    }
+    rows
+}
+
+/// Runs `scenarios` at once on one bridge (numbered from `first`).
+async fn run_batch(
+    warm: Duration,
+    measure: Duration,
+    ports: (u16, u16),
+    scenarios: &[Scenario],
+    first: usize,
+) -> Vec<Row> {
     let mut config = BridgeConfig::default();
     config.rtp_ports = ports;
     let bridge = Bridge::new(config).unwrap();
-    // The buffer holds at most twice its maximum delay, in 20 ms packets.
-    let limit = 2 * JitterConfig::default().max_delay_ms / 20;
-    let scenarios = scenarios();
+    // The most the buffer holds, in 20 ms packets.
+    let limit = JitterConfig::default().max_held_ms() / 20;
     let mut running = Vec::new();
     for (n, s) in scenarios.iter().enumerate() {
-        running.push(start(&bridge, s, n as u32).await);
+        running.push(start(&bridge, s, (first + n) as u32).await);
     }
     tokio::time::sleep(warm).await;
     for r in &running {
@@ -215,13 +239,6 @@ async fn matrix(warm: Duration, measure: Duration, ports: (u16, u16)) -> Vec<Row
             line,
         });
     }
-    println!(
-        "| scenario | 440 Hz heard, dB | 1100 Hz (deaf), dB | lost in network | packets in | lost (jitter) | concealed | FEC | late | dup dropped | accelerated/expanded ms | delay/target ms | overflow | max depth/limit | late/skipped ticks |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for row in &rows {
-        println!("{}", row.line);
-    }
     for r in running {
         r.conference.stop().await.unwrap();
     }
@@ -245,7 +262,11 @@ fn check(rows: &[Row]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impairment_matrix() {
-    let rows = matrix(Duration::from_millis(2000), Duration::from_secs(3), (13_000, 13_499)).await;
+    // Five scenarios at a time: all fourteen at once starve a debug build's tick loop (late
+    // on 60-80 % of ticks), and with the 40 ms default delay cap the frames a stalled loop
+    // skips are given up, which measured the machine rather than the network.
+    let rows =
+        matrix(Duration::from_millis(2000), Duration::from_secs(3), (13_000, 13_499), 5).await;
     check(&rows);
 }
 
@@ -253,6 +274,6 @@ async fn impairment_matrix() {
 #[ignore = "soak: 2 minutes; run with --release --ignored --nocapture"]
 async fn impairment_matrix_soak() {
     let rows =
-        matrix(Duration::from_millis(2000), Duration::from_secs(120), (13_500, 13_999)).await;
+        matrix(Duration::from_millis(2000), Duration::from_secs(120), (13_500, 13_999), 14).await;
     check(&rows);
 }

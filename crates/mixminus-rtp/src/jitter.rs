@@ -33,7 +33,8 @@ pub struct JitterConfig {
     /// the fastest path: a missing packet is given up (concealed, or rebuilt from FEC)
     /// rather than waited for once the wait would take the sample being played more than
     /// this far behind the fastest recent packet.
-    /// The buffer holds at most twice this (a burst after a stall), past which the oldest
+    /// The buffer holds at most [`max_held_ms`](Self::max_held_ms) of packets (a burst after
+    /// a stall), past which the oldest
     /// packets are dropped.
     pub max_delay_ms: u32,
 }
@@ -56,6 +57,15 @@ impl JitterConfig {
     /// The largest delay a buffer may be configured with.
     pub const MAX_DELAY_MS: u32 = 2_000;
 
+    /// The most the packet buffer holds, ms, from the playout point to the newest packet:
+    /// twice `max_delay_ms`, and at least 400 ms. Not less under a small cap: under 100 ms of
+    /// jitter a packet may come 100 ms before the ones in front of it, and pushing those out
+    /// to make room would drop packets that are still in time; the cap gives up the late
+    /// ones itself.
+    pub fn max_held_ms(&self) -> u32 {
+        2 * self.max_delay_ms.max(200)
+    }
+
     /// The default cap on the delay heard, ms. A bridge sits in the middle of a call whose
     /// endpoints buffer again, so it favours latency as its peers do (Janus plays what is
     /// late as lost; FreeSWITCH and Asterisk bridges buffer nothing unless told): at 40 ms
@@ -76,7 +86,7 @@ pub enum InsertOutcome {
     /// Behind the playout point: dropped (its arrival still counts in the delay
     /// statistics, so the target grows).
     Late,
-    /// Buffered, but the buffer would have held more than twice `max_delay_ms`: this many
+    /// Buffered, but the buffer would have held more than [`JitterConfig::max_held_ms`]: this many
     /// older buffered packets were dropped to make room.
     Overflow {
         /// Buffered packets dropped.
@@ -154,7 +164,7 @@ pub struct JitterStats {
     pub duplicates: u64,
     /// Packets that arrived behind the playout point, dropped.
     pub late: u64,
-    /// Buffered packets dropped because the buffer held more than twice `max_delay_ms`.
+    /// Buffered packets dropped because the buffer held more than [`JitterConfig::max_held_ms`].
     pub overflow: u64,
     /// Sequence numbers whose packet never arrived in time.
     pub lost: u64,
@@ -218,7 +228,7 @@ pub struct JitterStats {
 /// - **Reordering** within the window is free; **duplicates** are dropped; a packet behind
 ///   the playout point is **late** (dropped, but its arrival feeds the statistics).
 /// - **Bounded**: all memory (packet slots, sync buffer, statistics, scratch) is allocated
-///   in [`new`](Self::new); a burst that would hold more than twice `max_delay_ms` pushes
+///   in [`new`](Self::new); a burst that would hold more than [`JitterConfig::max_held_ms`] pushes
 ///   the oldest packets out, and a jump further than any plausible gap restarts the buffer.
 ///
 /// ```
@@ -299,7 +309,7 @@ impl JitterBuffer {
         let frame_ms = frame_ms.max(1);
         let frame = frame_samples.max(1);
         let out_rate = (frame as u64 * 1000 / u64::from(frame_ms)) as u32;
-        let slots = (2 * config.max_delay_ms / frame_ms) as usize + SLOT_MARGIN;
+        let slots = (config.max_held_ms() / frame_ms) as usize + SLOT_MARGIN;
         let stretcher = Stretcher::new(out_rate);
         Self {
             config,
@@ -319,7 +329,7 @@ impl JitterBuffer {
             concealed_tail: 0,
             silent_tail: 0,
             after_silence: false,
-            delays: DelayEstimator::new(clock_rate, 2 * config.max_delay_ms),
+            delays: DelayEstimator::new(clock_rate, config.max_held_ms()),
             stretcher,
             level: 0.0,
             steering: Steering::Hold,
@@ -538,7 +548,7 @@ impl JitterBuffer {
     }
 }
 
-/// Slots beyond twice `max_delay_ms` of packets, so duplicates of played packets are
+/// Slots beyond [`JitterConfig::max_held_ms`] of packets, so duplicates of played packets are
 /// still recognised.
 const SLOT_MARGIN: usize = 32;
 /// Frames concealed in a row with nothing buffered before the sender is taken to have
