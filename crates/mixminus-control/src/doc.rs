@@ -33,8 +33,8 @@
 //! the change. Defaults and how they were chosen: `docs/QUALITY.md`. The `jitter-*` keys
 //! bound every participant's playout buffer (the bridge's own bounds when unset): a lower
 //! maximum trades late packets (concealed) for latency; the default (40 ms) keeps latency
-//! under jitter at Janus AudioBridge's, and 200 buys the best speech under heavy jitter
-//! for up to ~90 ms more delay (`docs/QUALITY.md`).
+//! under jitter within a few ms of Janus AudioBridge's, and 200 buys the best speech under
+//! heavy jitter for up to ~80 ms more delay (`docs/QUALITY.md`).
 //!
 //! Extensions and deliberate differences from Kazoo's schema: `id` (a client-chosen
 //! conference id, `[A-Za-z0-9_-]{1,64}`) is accepted on create; `max_participants` must be

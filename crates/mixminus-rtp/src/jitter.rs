@@ -71,7 +71,7 @@ impl JitterConfig {
     /// late as lost; FreeSWITCH and Asterisk bridges buffer nothing unless told): at 40 ms
     /// its latency under jitter matches Janus AudioBridge's while its speech scores stay
     /// above (docs/QUALITY.md). Under heavy jitter a larger cap buys quality with delay
-    /// (at 200 ms, 100 ms of jitter scores 3.1 instead of 1.3, ~90 ms later).
+    /// (at 200 ms, 100 ms of jitter scores 3.1 instead of 1.5, ~80 ms later).
     pub const DEFAULT_MAX_DELAY_MS: u32 = 40;
 }
 
