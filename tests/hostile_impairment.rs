@@ -263,7 +263,7 @@ fn check(rows: &[Row]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impairment_matrix() {
     // Five scenarios at a time: all fourteen at once starve a debug build's tick loop (late
-    // on 60-80 % of ticks), and with the 40 ms default delay cap the frames a stalled loop
+    // on 60-80 % of ticks), and under a small delay cap the frames a stalled loop
     // skips are given up, which measured the machine rather than the network.
     let rows =
         matrix(Duration::from_millis(2000), Duration::from_secs(3), (13_000, 13_499), 5).await;

@@ -26,15 +26,14 @@
 //! | `opus-dtx` (mixminus) | boolean | | false | Opus DTX in what is sent |
 //! | `opus-loss-percent` (mixminus) | integer | 0..=100 | 5 | loss the Opus FEC is tuned for |
 //! | `jitter-min-delay-ms` (mixminus) | integer | 0..=500 | 0 | playout delay kept beyond one frame |
-//! | `jitter-max-delay-ms` (mixminus) | integer | 20..=1000 | 40 | the most delay a listener hears beyond the fastest path (late packets past it are concealed) |
+//! | `jitter-max-delay-ms` (mixminus) | integer | 20..=1000 | 200 | the most delay a listener hears beyond the fastest path (late packets past it are concealed) |
 //!
 //! The Opus keys set what the conference sends; a receiver's SDP changes them for that
 //! receiver (`maxaveragebitrate` caps the bitrate, `useinbandfec` turns FEC on or off). They apply to conferences started after
 //! the change. Defaults and how they were chosen: `docs/QUALITY.md`. The `jitter-*` keys
 //! bound every participant's playout buffer (the bridge's own bounds when unset): a lower
-//! maximum trades late packets (concealed) for latency; the default (40 ms) keeps latency
-//! under jitter within a few ms of Janus AudioBridge's, and 200 buys the best speech under
-//! heavy jitter for up to ~80 ms more delay (`docs/QUALITY.md`).
+//! maximum trades late packets (concealed) for latency: at 40 ms, latency under jitter is
+//! about Janus AudioBridge's, at some cost in speech under heavy jitter (`docs/QUALITY.md`).
 //!
 //! Extensions and deliberate differences from Kazoo's schema: `id` (a client-chosen
 //! conference id, `[A-Za-z0-9_-]{1,64}`) is accepted on create; `max_participants` must be

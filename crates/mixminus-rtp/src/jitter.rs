@@ -66,13 +66,12 @@ impl JitterConfig {
         2 * self.max_delay_ms.max(200)
     }
 
-    /// The default cap on the delay heard, ms. A bridge sits in the middle of a call whose
-    /// endpoints buffer again, so it favours latency as its peers do (Janus plays what is
-    /// late as lost; FreeSWITCH and Asterisk bridges buffer nothing unless told): at 40 ms
-    /// its latency under jitter matches Janus AudioBridge's while its speech scores stay
-    /// above (docs/QUALITY.md). Under heavy jitter a larger cap buys quality with delay
-    /// (at 200 ms, 100 ms of jitter scores 3.1 instead of 1.5, ~80 ms later).
-    pub const DEFAULT_MAX_DELAY_MS: u32 = 40;
+    /// The default cap on the delay heard, ms: quality first, every late packet within
+    /// 200 ms is waited for. A 40 ms default (latency under jitter at Janus AudioBridge's,
+    /// docs/QUALITY.md) was tried and withdrawn: a path whose delay steps up by more than the
+    /// cap (a flood queueing packets, a route change) has every packet given up as late
+    /// until the 2 s fastest-path window forgets the old path, so a talker goes silent.
+    pub const DEFAULT_MAX_DELAY_MS: u32 = 200;
 }
 
 /// What happened to an inserted packet.

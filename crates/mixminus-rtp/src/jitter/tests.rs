@@ -38,7 +38,7 @@ fn flat(value: i16) -> Bytes {
     pcm_payload(&[value; FRAME])
 }
 
-/// Bounds with room to wait (the cap before 40 ms became the default): for tests of what
+/// Bounds with room to wait (the default's 200 ms, named): for tests of what
 /// the buffer can do when delay is allowed.
 const ROOMY: JitterConfig = JitterConfig { min_delay_ms: 0, max_delay_ms: 200 };
 
@@ -196,7 +196,7 @@ fn pause_then_resume_plays_from_the_new_packets() {
 #[test]
 fn silence_marked_frames_play_as_silence_and_are_cut_first() {
     let t0 = Instant::now();
-    // Room for the burst (the default 40 ms cap would drop most of it as overflow).
+    // Room for the burst, whatever the default.
     let mut jb = buffer(ROOMY);
     let mut out = vec![0i16; FRAME];
     // A burst of 10 silent frames at once: 200 ms held against a 20 ms target.
@@ -265,7 +265,7 @@ fn zero_jitter_holds_one_frame() {
 }
 
 /// At 40 ms jitter (uniform, the impairment tests' definition) fewer than 1 % of the
-/// packets come too late to play, given the room to wait ([`ROOMY`]; the default 40 ms cap
+/// packets come too late to play, given the room to wait ([`ROOMY`]; a 40 ms cap
 /// trades some of them for delay: `a_delay_cap_bounds_the_delay_heard`).
 #[test]
 fn forty_ms_jitter_loses_under_one_percent_late() {
@@ -296,7 +296,7 @@ fn forty_ms_jitter_loses_under_one_percent_late() {
 }
 
 /// After a jitter spike ends, the delay comes back to within 10 ms of the calm target
-/// within 10 s (with room for the spike: under the default cap it never rises past 40 ms).
+/// within 10 s (with room for the spike).
 #[test]
 fn latency_returns_after_a_jitter_spike() {
     let (calm, spike) = (Jitter::Uniform(10.0), Jitter::Uniform(150.0));
@@ -325,7 +325,7 @@ fn latency_returns_after_a_jitter_spike() {
 
 /// A sender clock off by ±0.1 % or ±1 % neither grows the buffer nor starves it: the
 /// stretch follows the drift, and nothing is lost or late (with room to wait: under the
-/// default 40 ms cap, 10 ms of jitter already gives up a packet in a thousand).
+/// 40 ms cap, 10 ms of jitter already gives up a packet in a thousand).
 #[test]
 fn sender_clock_drift_neither_grows_nor_starves() {
     for clock in [1.001, 0.999, 1.01, 0.99] {
@@ -452,7 +452,7 @@ proptest! {
 }
 
 /// A lower `max_delay_ms` trades lateness for delay: under 0–40 ms of jitter a 200 ms cap
-/// plays ~68 ms behind the fastest path with nothing late; a 40 ms cap (the default) holds the delay
+/// plays ~68 ms behind the fastest path with nothing late; a 40 ms cap holds the delay
 /// heard at the cap (~38 ms: it gives up a packet, rather than wait for it or play it
 /// after a wait, once that would pass the cap, and does not expand past it), and what it
 /// gives up is bounded (~7 %).
