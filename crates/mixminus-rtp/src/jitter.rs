@@ -34,8 +34,7 @@ pub struct JitterConfig {
     /// rather than waited for once the wait would take the sample being played more than
     /// this far behind the fastest recent packet.
     /// The buffer holds at most [`max_held_ms`](Self::max_held_ms) of packets (a burst after
-    /// a stall), past which the oldest
-    /// packets are dropped.
+    /// a stall), past which the oldest packets are dropped.
     pub max_delay_ms: u32,
 }
 
