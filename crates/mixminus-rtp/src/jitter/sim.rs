@@ -48,11 +48,29 @@ pub(super) enum Jitter {
     /// A fraction of the packets held back this many ms, the rest on time (the quality
     /// bench's "reordering").
     HeldBack(f64, f64),
+    /// Stalls: for the first `len` ms of every `period` ms nothing gets through, and what
+    /// was sent meanwhile arrives at once when the stall ends (a starved sender or reader).
+    Stall(f64, f64),
+    /// A queue growing at this many ms per s of media (a path filling up), from 0 at the
+    /// first packet: each packet is that much later than the one before.
+    Ramp(f64),
+    /// A constant extra delay plus uniform jitter up to the second value, ms.
+    StepPlusUniform(f64, f64),
 }
 
 impl Jitter {
-    fn sample_ms(self, rng: &mut Rng) -> f64 {
+    fn sample_ms(self, rng: &mut Rng, sent_ms: f64) -> f64 {
         match self {
+            Jitter::Stall(period, len) => {
+                let into = sent_ms % period;
+                if into < len {
+                    len - into
+                } else {
+                    0.0
+                }
+            }
+            Jitter::StepPlusUniform(step, max) => step + rng.unit() * max,
+            Jitter::Ramp(ms_per_s) => sent_ms / 1000.0 * ms_per_s,
             Jitter::None => 0.0,
             Jitter::Uniform(max) => rng.unit() * max,
             Jitter::Exponential(mean) => (-(1.0 - rng.unit()).ln() * mean).min(10.0 * mean),
@@ -198,7 +216,7 @@ pub(super) fn simulate_phase(
     simulate_full(config, seconds, seed, false, 1.0, phase_ms, net)
 }
 
-fn simulate_full(
+pub(super) fn simulate_full(
     config: JitterConfig,
     seconds: u64,
     seed: u64,
@@ -225,10 +243,10 @@ fn simulate_full(
             run.network_lost += 1;
             continue;
         }
-        let arrival = sent + 30.0 + n.jitter.sample_ms(&mut rng);
+        let arrival = sent + 30.0 + n.jitter.sample_ms(&mut rng, sent);
         arrivals.push((arrival, seq));
         if rng.unit() < n.duplicate {
-            arrivals.push((arrival + n.jitter.sample_ms(&mut rng), seq));
+            arrivals.push((arrival + n.jitter.sample_ms(&mut rng, sent), seq));
         }
     }
     arrivals.sort_by(|a, b| a.0.total_cmp(&b.0));

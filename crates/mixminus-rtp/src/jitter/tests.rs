@@ -1,6 +1,8 @@
 use proptest::prelude::*;
 
-use super::sim::{simulate, simulate_clock, simulate_phase, Jitter, Net, FRAME, FRAME_MS, RATE};
+use super::sim::{
+    simulate, simulate_clock, simulate_full, simulate_phase, Jitter, Net, FRAME, FRAME_MS, RATE,
+};
 use super::*;
 use crate::codec::CodecError;
 use crate::dsp::{tone_residual_db, SineGenerator};
@@ -516,7 +518,9 @@ fn a_cap_does_not_buffer_for_packets_it_gives_up() {
 #[test]
 #[ignore = "a table for tuning: cargo test -p mixminus-rtp --lib phases -- --ignored --nocapture"]
 fn phases_table() {
-    for (jitter, cap) in [(10.0, 40), (20.0, 40), (40.0, 40), (40.0, 200)] {
+    for (jitter, cap) in
+        [(40.0, 40), (40.0, 20), (100.0, 40), (100.0, 20), (40.0, 200), (100.0, 200)]
+    {
         let (mut sum_b, mut sum_late, mut n) = (0.0, 0.0, 0.0);
         for k in 0..8 {
             let phase = 1.1 + 2.5 * f64::from(k);
@@ -536,5 +540,60 @@ fn phases_table() {
             sum_b / n,
             sum_late / n
         );
+    }
+}
+
+/// What a talker whose path changes sounds like at the default cap and at a 40 ms one: a
+/// step up in delay (a route change, a queue filling), a step with jitter on top, stalls
+/// (a starved sender: nothing for a while, then all of it at once) and a queue that keeps
+/// growing. Each case runs 10 s calm, then 20 s of the change. A step is a one-off pause
+/// then plays on at the new delay; a stall longer than the cap's wait costs the stall (it
+/// is jitter past the cap, which the cap gives up by design), not more.
+#[test]
+fn path_changes_cost_a_moment_not_the_talker() {
+    let cases: [(&str, Jitter); 6] = [
+        ("step 100 ms", Jitter::HeldBack(1.0, 100.0)),
+        ("step 150 ms + 0-10 ms", Jitter::StepPlusUniform(150.0, 10.0)),
+        ("stall 80 ms every 300", Jitter::Stall(300.0, 80.0)),
+        ("stall 150 ms every 400", Jitter::Stall(400.0, 150.0)),
+        ("queue growing 20 ms/s", Jitter::Ramp(20.0)),
+        ("queue growing 50 ms/s", Jitter::Ramp(50.0)),
+    ];
+    for cap in [JitterConfig::DEFAULT_MAX_DELAY_MS, 40] {
+        for (name, jitter) in cases {
+            let r = simulate_full(JitterConfig::new(0, cap), 30, 5, false, 1.0, 7.3, |t| {
+                Net::jitter(if t < 10_000.0 { Jitter::None } else { jitter })
+            });
+            let (late, concealed) = (r.late_fraction(), r.stats.concealed);
+            eprintln!(
+                "cap {cap} {name}: late {:.1} %, concealed {concealed}, gaps {}",
+                100.0 * late,
+                r.gaps
+            );
+            let stall_share = match jitter {
+                Jitter::Stall(period, len) => len / period,
+                _ => 0.0,
+            };
+            if cap == JitterConfig::DEFAULT_MAX_DELAY_MS {
+                // Within the default cap every change here is waited for.
+                assert!(late < 0.01, "cap {cap} {name}: {:.1} % late", 100.0 * late);
+                assert!(concealed < 40, "cap {cap} {name}: {concealed} frames concealed");
+            } else {
+                // A small cap gives up what is later than it: at most the stalled share of a
+                // stall's packets; of a queue growing 50 ms/s, ~9 % (the fastest path of the
+                // last 2 s is that much faster than the packets now, so each one that comes
+                // after a wait is past the cap; a step detector would rebase it sooner).
+                let bound = (stall_share + 0.02).max(0.12);
+                assert!(late < bound, "cap {cap} {name}: {:.1} % late", 100.0 * late);
+            }
+            // Frames without audio: a moment per change, and under a small cap at most the
+            // stalled share of the time.
+            let gap_bound = if cap == 40 { 100.0 + stall_share * 1000.0 } else { 60.0 };
+            assert!(
+                (r.gaps as f64) < gap_bound,
+                "cap {cap} {name}: {} frames without audio",
+                r.gaps
+            );
+        }
     }
 }
