@@ -54,6 +54,25 @@ impl Baresip {
     /// only, so the WAV is 8 kHz); `account_params` go on the account line (e.g.
     /// `;mediaenc=srtp-mand`).
     pub async fn start(root: &Path, name: &str, tone_hz: f32, account_params: &str) -> Baresip {
+        // Free ports are only free when asked: baresip also binds the SIP port + 1 (TLS),
+        // which another test may hold. That is a collision, not a failure: try new ports.
+        let mut log = String::new();
+        for _ in 0..3 {
+            match Self::try_start(root, name, tone_hz, account_params).await {
+                Ok(baresip) => return baresip,
+                Err(text) if text.contains("Address already in use") => log = text,
+                Err(text) => panic!("baresip's ctrl_tcp did not come up: {text}"),
+            }
+        }
+        panic!("baresip's ports collided three times: {log}")
+    }
+
+    async fn try_start(
+        root: &Path,
+        name: &str,
+        tone_hz: f32,
+        account_params: &str,
+    ) -> Result<Baresip, String> {
         let dir = root.join(name);
         std::fs::create_dir_all(dir.join("heard")).unwrap();
         write_tone_wav(&dir.join("say.wav"), 8_000, tone_hz, 120);
@@ -109,13 +128,10 @@ impl Baresip {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let ctrl = ctrl.unwrap_or_else(|| {
-            panic!(
-                "baresip's ctrl_tcp did not come up: {}",
-                std::fs::read_to_string(dir.join("baresip.log")).unwrap_or_default()
-            )
-        });
-        Baresip { child, ctrl, pending: Vec::new(), dir, events: Vec::new(), token: 0 }
+        let Some(ctrl) = ctrl else {
+            return Err(std::fs::read_to_string(dir.join("baresip.log")).unwrap_or_default());
+        };
+        Ok(Baresip { child, ctrl, pending: Vec::new(), dir, events: Vec::new(), token: 0 })
     }
 
     /// Sends a command (`dial`, `hangup`, `sndcode`, …) and waits for its response.
