@@ -32,8 +32,9 @@
 //! receiver (`maxaveragebitrate` caps the bitrate, `useinbandfec` turns FEC on or off). They apply to conferences started after
 //! the change. Defaults and how they were chosen: `docs/QUALITY.md`. The `jitter-*` keys
 //! bound every participant's playout buffer (the bridge's own bounds when unset): a lower
-//! maximum trades late packets (concealed) for latency: at 40 ms, latency under jitter is
-//! about Janus AudioBridge's, at some cost in speech under heavy jitter (`docs/QUALITY.md`).
+//! maximum trades late packets (concealed) for latency, in whole 20 ms ticks: at 20 ms,
+//! latency under jitter is at Janus AudioBridge's with speech still scoring above it; 40 ms
+//! is one tick more and keeps the default's score under 40 ms of jitter, not 100 (`docs/QUALITY.md`).
 //!
 //! Extensions and deliberate differences from Kazoo's schema: `id` (a client-chosen
 //! conference id, `[A-Za-z0-9_-]{1,64}`) is accepted on create; `max_participants` must be

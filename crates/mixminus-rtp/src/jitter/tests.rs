@@ -574,10 +574,13 @@ fn path_changes_cost_a_moment_not_the_talker() {
                 Jitter::Stall(period, len) => len / period,
                 _ => 0.0,
             };
-            if cap == JitterConfig::DEFAULT_MAX_DELAY_MS {
+            // Frames without audio: a moment per change, and under a small cap at most the
+            // stalled share of the time.
+            let gap_bound = if cap == JitterConfig::DEFAULT_MAX_DELAY_MS {
                 // Within the default cap every change here is waited for.
                 assert!(late < 0.01, "cap {cap} {name}: {:.1} % late", 100.0 * late);
                 assert!(concealed < 40, "cap {cap} {name}: {concealed} frames concealed");
+                60.0
             } else {
                 // A small cap gives up what is later than it: at most the stalled share of a
                 // stall's packets; of a queue growing 50 ms/s, ~9 % (the fastest path of the
@@ -585,10 +588,8 @@ fn path_changes_cost_a_moment_not_the_talker() {
                 // after a wait is past the cap; a step detector would rebase it sooner).
                 let bound = (stall_share + 0.02).max(0.12);
                 assert!(late < bound, "cap {cap} {name}: {:.1} % late", 100.0 * late);
-            }
-            // Frames without audio: a moment per change, and under a small cap at most the
-            // stalled share of the time.
-            let gap_bound = if cap == 40 { 100.0 + stall_share * 1000.0 } else { 60.0 };
+                100.0 + stall_share * 1000.0
+            };
             assert!(
                 (r.gaps as f64) < gap_bound,
                 "cap {cap} {name}: {} frames without audio",
